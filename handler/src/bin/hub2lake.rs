@@ -1,0 +1,16 @@
+//! `hub2lake`: the operator CLI.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = hub2lake::cli::Cli::parse();
+    match hub2lake::cli::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hub2lake: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

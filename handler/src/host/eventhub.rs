@@ -1,0 +1,506 @@
+//! Event Hub trigger (`cardinality: many`) requests.
+
+use base64::Engine as _;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{unwrap_json, Invocation, RequestError};
+use crate::config::EventEncoding;
+
+/// Which partition of which Event Hub a batch came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionInfo {
+    pub namespace: Option<String>,
+    pub eventhub: String,
+    pub consumer_group: String,
+    /// `None` when the host sent no partition context (very old extensions); object
+    /// names then carry a digest of the batch to stay unique.
+    pub partition_id: Option<String>,
+}
+
+/// The host's retry bookkeeping, present on every attempt when a retry policy exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct RetryInfo {
+    #[serde(rename = "RetryCount", default)]
+    pub retry_count: i64,
+    #[serde(rename = "MaxRetryCount", default)]
+    pub max_retry_count: i64,
+}
+
+/// An event body as it arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventBody {
+    /// `dataType: string`: the host already decoded the bytes as UTF-8.
+    Text(String),
+    /// `dataType: binary`: the decoded bytes.
+    Bytes(Vec<u8>),
+    /// A binary body whose base64 did not decode: kept as sent, for the dead-letter area.
+    Undecodable { raw: String, reason: String },
+}
+
+/// One event of a batch with its system properties.
+#[derive(Debug, Clone)]
+pub struct EventData {
+    pub body: EventBody,
+    pub sequence_number: i64,
+    pub offset: Option<String>,
+    pub enqueued_time: Option<DateTime<Utc>>,
+    pub partition_key: Option<String>,
+    /// Application properties as raw JSON (an object), when present.
+    pub properties: Option<Box<RawValue>>,
+}
+
+/// A decoded Event Hub batch.
+#[derive(Debug, Clone)]
+pub struct EventHubBatch {
+    pub partition: PartitionInfo,
+    pub events: Vec<EventData>,
+    pub retry: Option<RetryInfo>,
+}
+
+impl EventHubBatch {
+    /// First and last sequence number (events arrive in partition order).
+    pub fn sequence_range(&self) -> Option<(i64, i64)> {
+        let first = self.events.iter().map(|e| e.sequence_number).min()?;
+        let last = self.events.iter().map(|e| e.sequence_number).max()?;
+        Some((first, last))
+    }
+
+    /// Total body bytes.
+    pub fn body_bytes(&self) -> usize {
+        self.events
+            .iter()
+            .map(|e| match &e.body {
+                EventBody::Text(t) => t.len(),
+                EventBody::Bytes(b) => b.len(),
+                EventBody::Undecodable { raw, .. } => raw.len(),
+            })
+            .sum()
+    }
+
+    /// Decodes an invocation of an Event Hub trigger function.
+    ///
+    /// `fallback_hub`/`fallback_group` name the hub and consumer group when the
+    /// metadata lacks them (the `EVENTHUB_NAME`/`EVENTHUB_CONSUMER_GROUP` app settings).
+    pub fn from_invocation(
+        inv: &Invocation<'_>,
+        encoding: EventEncoding,
+        fallback_hub: &str,
+        fallback_group: &str,
+    ) -> Result<Self, RequestError> {
+        let (binding, raw_events) = find_events_binding(inv)?;
+        let bodies = decode_bodies(binding, raw_events, encoding)?;
+        let n = bodies.len();
+        let system: Option<Vec<SystemProperties>> = inv.meta_value("SystemPropertiesArray")?;
+        let system = system.filter(|s| s.len() == n);
+
+        let sequence_numbers: Vec<i64> = match inv.meta_value::<Vec<Flexible<i64>>>("SequenceNumberArray")? {
+            Some(seqs) => seqs.into_iter().map(|s| s.0).collect(),
+            None => system
+                .as_ref()
+                .and_then(|s| s.iter().map(|p| p.sequence_number()).collect::<Option<Vec<_>>>())
+                .ok_or_else(|| {
+                    RequestError::new(
+                        "Metadata.SequenceNumberArray is missing: the sequence numbers name the objects, \
+                         so a batch without them cannot be written idempotently",
+                    )
+                })?,
+        };
+        expect_len("SequenceNumberArray", sequence_numbers.len(), n)?;
+
+        let enqueued: Vec<Option<DateTime<Utc>>> = match inv.meta_value::<Vec<Option<String>>>("EnqueuedTimeUtcArray")? {
+            Some(times) => times
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    t.as_deref()
+                        .map(|t| {
+                            parse_host_time(t).ok_or_else(|| {
+                                RequestError::new(format!("Metadata.EnqueuedTimeUtcArray[{i}]: {t:?} is not a time"))
+                            })
+                        })
+                        .transpose()
+                })
+                .collect::<Result<_, _>>()?,
+            None => match &system {
+                Some(s) => s.iter().map(SystemProperties::enqueued_time).collect(),
+                None => vec![None; n],
+            },
+        };
+        expect_len("EnqueuedTimeUtcArray", enqueued.len(), n)?;
+
+        let offsets = optional_array::<Option<Flexible<String>>>(inv, "OffsetArray", n)?;
+        let keys = optional_array::<Option<String>>(inv, "PartitionKeyArray", n)?;
+        let properties = optional_array::<Option<Box<RawValue>>>(inv, "PropertiesArray", n)?;
+
+        let mut events = Vec::with_capacity(n);
+        for (i, body) in bodies.into_iter().enumerate() {
+            events.push(EventData {
+                body,
+                sequence_number: sequence_numbers[i],
+                offset: offsets
+                    .as_ref()
+                    .and_then(|o| o[i].as_ref().map(|f| f.0.clone()))
+                    .or_else(|| system.as_ref().and_then(|s| s[i].offset())),
+                enqueued_time: enqueued[i],
+                partition_key: keys
+                    .as_ref()
+                    .and_then(|k| k[i].clone())
+                    .or_else(|| system.as_ref().and_then(|s| s[i].partition_key.clone())),
+                properties: properties
+                    .as_ref()
+                    .and_then(|p| p[i].clone())
+                    .filter(|p| p.get() != "{}" && p.get() != "null"),
+            });
+        }
+        check_sequence_order(&events)?;
+
+        Ok(Self {
+            partition: partition_info(inv, fallback_hub, fallback_group)?,
+            events,
+            retry: inv.meta_value("RetryContext")?,
+        })
+    }
+}
+
+/// The trigger's binding is the Data entry holding an array (or a string holding one);
+/// its name comes from function.json, so it is not hard-coded.
+fn find_events_binding<'a>(inv: &Invocation<'a>) -> Result<(String, &'a RawValue), RequestError> {
+    let mut candidates = inv.data.iter().filter(|(_, v)| {
+        let t = v.get().trim_start();
+        t.starts_with('[') || t.starts_with("\"[") || t.starts_with("\"\\u005b")
+    });
+    match (candidates.next(), candidates.next()) {
+        (Some((name, value)), None) => Ok((name.to_string(), value)),
+        (Some(_), Some(_)) => Err(RequestError::new(
+            "Data has more than one array binding; the Event Hub trigger must be the only array input",
+        )),
+        (None, _) => {
+            let names: Vec<_> = inv.data.keys().map(|k| k.to_string()).collect();
+            Err(RequestError::new(format!(
+                "Data has no Event Hub batch: expected Data.<binding> to be an array of events or a JSON \
+                 string holding one (cardinality many); found bindings {names:?}"
+            )))
+        }
+    }
+}
+
+fn decode_bodies(binding: String, raw: &RawValue, encoding: EventEncoding) -> Result<Vec<EventBody>, RequestError> {
+    let elements: Vec<Box<RawValue>> =
+        unwrap_json(raw).map_err(|e| RequestError::new(format!("Data.{binding} is not an array of events: {e}")))?;
+    // Each element is a JSON string (the body text or its base64), or for
+    // `dataType`-less bindings the body's JSON itself.
+    let mut texts = Vec::with_capacity(elements.len());
+    let mut all_strings = true;
+    for (i, element) in elements.iter().enumerate() {
+        let t = element.get();
+        if t.starts_with('"') {
+            let s: String = serde_json::from_str(t)
+                .map_err(|e| RequestError::new(format!("Data.{binding}[{i}] is not a valid JSON string: {e}")))?;
+            texts.push(s);
+        } else if t == "null" {
+            texts.push(String::new());
+        } else {
+            all_strings = false;
+            texts.push(t.to_string());
+        }
+    }
+    let binary = match encoding {
+        EventEncoding::String => false,
+        EventEncoding::Binary => {
+            if !all_strings {
+                return Err(RequestError::new(format!(
+                    "Data.{binding} holds JSON values, but HUB2LAKE_EVENT_ENCODING=binary expects base64 strings"
+                )));
+            }
+            true
+        }
+        EventEncoding::Auto => all_strings && looks_like_base64_batch(&texts),
+    };
+    Ok(texts
+        .into_iter()
+        .map(|t| {
+            if binary {
+                match base64::engine::general_purpose::STANDARD.decode(t.trim()) {
+                    Ok(bytes) => EventBody::Bytes(bytes),
+                    Err(e) => EventBody::Undecodable {
+                        raw: t,
+                        reason: format!("binary body is not valid base64: {e}"),
+                    },
+                }
+            } else {
+                EventBody::Text(t)
+            }
+        })
+        .collect())
+}
+
+/// A batch is taken as base64 when every body is non-empty padded base64 and none is
+/// JSON (`null`, `42`, `true` are base64-shaped but are JSON bodies of a string batch).
+fn looks_like_base64_batch(texts: &[String]) -> bool {
+    !texts.is_empty()
+        && texts.iter().all(|t| {
+            t.len() % 4 == 0
+                && !t.is_empty()
+                && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
+                && serde_json::from_str::<serde::de::IgnoredAny>(t).is_err()
+        })
+}
+
+fn optional_array<T: serde::de::DeserializeOwned>(
+    inv: &Invocation<'_>,
+    key: &str,
+    n: usize,
+) -> Result<Option<Vec<T>>, RequestError> {
+    let values: Option<Vec<T>> = inv.meta_value(key)?;
+    if let Some(v) = &values {
+        expect_len(key, v.len(), n)?;
+    }
+    Ok(values)
+}
+
+fn expect_len(key: &str, got: usize, events: usize) -> Result<(), RequestError> {
+    if got == events {
+        Ok(())
+    } else {
+        Err(RequestError::new(format!(
+            "Metadata.{key} has {got} entries but the batch has {events} events"
+        )))
+    }
+}
+
+fn check_sequence_order(events: &[EventData]) -> Result<(), RequestError> {
+    for pair in events.windows(2) {
+        if pair[1].sequence_number <= pair[0].sequence_number {
+            return Err(RequestError::new(format!(
+                "Metadata.SequenceNumberArray is not increasing ({} then {}): events of one partition \
+                 arrive in sequence order",
+                pair[0].sequence_number, pair[1].sequence_number
+            )));
+        }
+    }
+    if let Some(e) = events.iter().find(|e| e.sequence_number < 0) {
+        return Err(RequestError::new(format!(
+            "Metadata.SequenceNumberArray holds a negative sequence number {}",
+            e.sequence_number
+        )));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct PartitionContextWire {
+    #[serde(rename = "PartitionId", alias = "partitionId")]
+    partition_id: Option<Flexible<String>>,
+    #[serde(rename = "EventHubName", alias = "EventHubPath", alias = "eventHubName")]
+    eventhub: Option<String>,
+    #[serde(rename = "ConsumerGroup", alias = "ConsumerGroupName", alias = "consumerGroup")]
+    consumer_group: Option<String>,
+    #[serde(rename = "FullyQualifiedNamespace", alias = "fullyQualifiedNamespace")]
+    namespace: Option<String>,
+}
+
+fn partition_info(inv: &Invocation<'_>, fallback_hub: &str, fallback_group: &str) -> Result<PartitionInfo, RequestError> {
+    let trigger: Option<PartitionContextWire> = inv.meta_value("TriggerPartitionContext")?;
+    let legacy: Option<PartitionContextWire> = inv.meta_value("PartitionContext")?;
+    let ctx = trigger.or(legacy).unwrap_or_default();
+    Ok(PartitionInfo {
+        namespace: ctx.namespace.filter(|s| !s.is_empty()),
+        eventhub: ctx.eventhub.filter(|s| !s.is_empty()).unwrap_or_else(|| fallback_hub.to_string()),
+        consumer_group: ctx
+            .consumer_group
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| fallback_group.to_string()),
+        partition_id: ctx.partition_id.map(|p| p.0).filter(|s| !s.is_empty()),
+    })
+}
+
+/// System properties of one event (AMQP annotations plus the SDK's additions).
+#[derive(Debug, Deserialize)]
+struct SystemProperties {
+    #[serde(rename = "SequenceNumber")]
+    sequence_number: Option<Flexible<i64>>,
+    #[serde(rename = "x-opt-sequence-number")]
+    amqp_sequence_number: Option<Flexible<i64>>,
+    #[serde(rename = "OffsetString")]
+    offset_string: Option<String>,
+    #[serde(rename = "Offset")]
+    offset: Option<Flexible<String>>,
+    #[serde(rename = "PartitionKey")]
+    partition_key: Option<String>,
+    #[serde(rename = "EnqueuedTimeUtc")]
+    enqueued_time_utc: Option<String>,
+    #[serde(rename = "x-opt-enqueued-time")]
+    amqp_enqueued_time: Option<String>,
+}
+
+impl SystemProperties {
+    fn sequence_number(&self) -> Option<i64> {
+        self.sequence_number
+            .as_ref()
+            .or(self.amqp_sequence_number.as_ref())
+            .map(|f| f.0)
+    }
+    fn offset(&self) -> Option<String> {
+        self.offset_string.clone().or_else(|| self.offset.as_ref().map(|f| f.0.clone()))
+    }
+    fn enqueued_time(&self) -> Option<DateTime<Utc>> {
+        self.enqueued_time_utc
+            .as_deref()
+            .or(self.amqp_enqueued_time.as_deref())
+            .and_then(parse_host_time)
+    }
+}
+
+/// A value the host may send as a JSON number or as a string (`"5812"`).
+#[derive(Debug, Clone)]
+struct Flexible<T>(T);
+
+impl<'de> Deserialize<'de> for Flexible<i64> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            N(i64),
+            S(String),
+        }
+        match Either::deserialize(d)? {
+            Either::N(n) => Ok(Self(n)),
+            Either::S(s) => s
+                .trim()
+                .parse()
+                .map(Self)
+                .map_err(|_| serde::de::Error::custom(format!("{s:?} is not a whole number"))),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Flexible<String> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            N(i64),
+            S(String),
+        }
+        Ok(Self(match Either::deserialize(d)? {
+            Either::N(n) => n.to_string(),
+            Either::S(s) => s,
+        }))
+    }
+}
+
+/// Parses the host's times: ISO 8601 with or without offset (`EnqueuedTimeUtcArray`
+/// entries carry no `Z` but are UTC), fraction optional.
+pub fn parse_host_time(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Some(t.with_timezone(&Utc));
+    }
+    NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+        .ok()
+        .map(|n| n.and_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(body: &str, encoding: EventEncoding) -> Result<EventHubBatch, RequestError> {
+        let inv = Invocation::parse(body.as_bytes())?;
+        EventHubBatch::from_invocation(&inv, encoding, "fallback-hub", "$Default")
+    }
+
+    #[test]
+    fn host_times_without_zone_are_utc() {
+        let t = parse_host_time("2025-01-15T10:32:55.5").unwrap();
+        assert_eq!(t.to_rfc3339(), "2025-01-15T10:32:55.500+00:00");
+        assert!(parse_host_time("2025-01-15T10:32:02").is_some());
+        assert!(parse_host_time("2025-01-15T10:32:02.1234567Z").is_some());
+        assert!(parse_host_time("yesterday").is_none());
+    }
+
+    #[test]
+    fn plain_arrays_are_accepted_as_well_as_string_wrapped_ones() {
+        let b = batch(
+            r#"{"Data":{"msgs":["{\"a\":1}","x"]},"Metadata":{"SequenceNumberArray":[1,2],
+               "EnqueuedTimeUtcArray":["2025-01-15T10:00:00","2025-01-15T10:00:01"],
+               "PartitionContext":{"PartitionId":"0","EventHubName":"h","ConsumerGroup":"g"}}}"#,
+            EventEncoding::Auto,
+        )
+        .unwrap();
+        assert_eq!(b.events.len(), 2);
+        assert_eq!(b.events[0].body, EventBody::Text("{\"a\":1}".into()));
+        assert_eq!(b.partition.partition_id.as_deref(), Some("0"));
+    }
+
+    #[test]
+    fn object_elements_are_kept_as_json_text() {
+        let b = batch(
+            r#"{"Data":{"events":[{"a":1},[2]]},"Metadata":{"SequenceNumberArray":"[5,6]"}}"#,
+            EventEncoding::Auto,
+        )
+        .unwrap();
+        assert_eq!(b.events[0].body, EventBody::Text("{\"a\":1}".into()));
+        assert_eq!(b.partition.eventhub, "fallback-hub");
+        assert_eq!(b.partition.partition_id, None);
+    }
+
+    #[test]
+    fn json_scalars_are_not_mistaken_for_base64() {
+        let b = batch(
+            r#"{"Data":{"events":"[\"null\",\"true\"]"},"Metadata":{"SequenceNumberArray":"[5,6]"}}"#,
+            EventEncoding::Auto,
+        )
+        .unwrap();
+        assert_eq!(b.events[0].body, EventBody::Text("null".into()));
+    }
+
+    #[test]
+    fn mismatched_metadata_lengths_are_rejected() {
+        let err = batch(
+            r#"{"Data":{"events":"[\"a\",\"b\"]"},"Metadata":{"SequenceNumberArray":"[5]"}}"#,
+            EventEncoding::String,
+        )
+        .unwrap_err();
+        assert!(err.0.contains("SequenceNumberArray has 1 entries but the batch has 2"), "{err}");
+    }
+
+    #[test]
+    fn missing_sequence_numbers_are_rejected_with_the_reason() {
+        let err = batch(r#"{"Data":{"events":"[\"a\"]"},"Metadata":{}}"#, EventEncoding::String).unwrap_err();
+        assert!(err.0.contains("SequenceNumberArray is missing"), "{err}");
+    }
+
+    #[test]
+    fn decreasing_sequence_numbers_are_rejected() {
+        let err = batch(
+            r#"{"Data":{"events":"[\"a\",\"b\"]"},"Metadata":{"SequenceNumberArray":"[7,5]"}}"#,
+            EventEncoding::String,
+        )
+        .unwrap_err();
+        assert!(err.0.contains("not increasing"), "{err}");
+    }
+
+    #[test]
+    fn timer_payload_is_not_a_batch() {
+        let err = batch(
+            r#"{"Data":{"timer":{"IsPastDue":false}},"Metadata":{}}"#,
+            EventEncoding::String,
+        )
+        .unwrap_err();
+        assert!(err.0.contains("no Event Hub batch"), "{err}");
+    }
+
+    #[test]
+    fn invalid_base64_is_kept_for_the_dead_letter_area() {
+        let b = batch(
+            r#"{"Data":{"events":"[\"AP8Q\",\"!!notbase64\"]"},"Metadata":{"SequenceNumberArray":"[1,2]"}}"#,
+            EventEncoding::Binary,
+        )
+        .unwrap();
+        assert_eq!(b.events[0].body, EventBody::Bytes(vec![0, 0xff, 0x10]));
+        assert!(matches!(&b.events[1].body, EventBody::Undecodable { raw, .. } if raw == "!!notbase64"));
+    }
+}

@@ -1,0 +1,163 @@
+//! JSON Lines encoding, gzip-compressed while writing (never appended to later).
+
+use std::io::Write;
+
+use flate2::write::GzEncoder;
+
+use crate::config::Compression;
+
+/// Streams JSON lines into an in-memory object, compressing as it goes.
+pub struct JsonLinesEncoder {
+    sink: Sink,
+    records: u64,
+    uncompressed_bytes: u64,
+}
+
+enum Sink {
+    Plain(Vec<u8>),
+    Gzip(GzEncoder<Vec<u8>>),
+}
+
+/// A finished object.
+#[derive(Debug, Clone)]
+pub struct EncodedObject {
+    pub bytes: Vec<u8>,
+    pub records: u64,
+    pub uncompressed_bytes: u64,
+}
+
+impl JsonLinesEncoder {
+    /// `size_hint` is the expected uncompressed size, to size the buffer once.
+    pub fn new(compression: Compression, size_hint: usize) -> Self {
+        let sink = match compression {
+            Compression::None => Sink::Plain(Vec::with_capacity(size_hint)),
+            // Compressed JSON is typically 5-10x smaller; start with a fraction.
+            Compression::Gzip { level } => Sink::Gzip(GzEncoder::new(
+                Vec::with_capacity(size_hint / 4 + 64),
+                flate2::Compression::new(level),
+            )),
+        };
+        Self {
+            sink,
+            records: 0,
+            uncompressed_bytes: 0,
+        }
+    }
+
+    /// Appends one line; `line` must be a single JSON value without a newline.
+    pub fn push_line(&mut self, line: &[u8]) {
+        debug_assert!(!line.contains(&b'\n'));
+        self.write_all(line);
+        self.write_all(b"\n");
+        self.records += 1;
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) {
+        self.uncompressed_bytes += bytes.len() as u64;
+        // Writing into a Vec (directly or through the compressor) cannot fail.
+        let _ = match &mut self.sink {
+            Sink::Plain(v) => v.write_all(bytes),
+            Sink::Gzip(g) => g.write_all(bytes),
+        };
+    }
+
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    pub fn finish(self) -> EncodedObject {
+        let bytes = match self.sink {
+            Sink::Plain(v) => v,
+            Sink::Gzip(g) => g.finish().unwrap_or_default(),
+        };
+        EncodedObject {
+            bytes,
+            records: self.records,
+            uncompressed_bytes: self.uncompressed_bytes,
+        }
+    }
+}
+
+/// Decompresses an object if it is gzip (by magic bytes), for read-back checks.
+pub fn decode_object(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::with_capacity(bytes.len() * 4);
+        let mut decoder = flate2::read::MultiGzDecoder::new(bytes);
+        std::io::Read::read_to_end(&mut decoder, &mut out)?;
+        Ok(out)
+    } else {
+        Ok(bytes.to_vec())
+    }
+}
+
+/// Removes JSON whitespace outside strings, so a pretty-printed body fits on one line.
+/// The input must be valid JSON; strings (and escapes in them) are kept byte for byte.
+pub fn minify_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn gzip_output_round_trips_line_by_line() {
+        let mut enc = JsonLinesEncoder::new(Compression::Gzip { level: 6 }, 0);
+        enc.push_line(br#"{"a":1}"#);
+        enc.push_line(br#"{"b":"x"}"#);
+        let obj = enc.finish();
+        assert_eq!(obj.records, 2);
+        assert_eq!(obj.uncompressed_bytes, 18);
+        let text = decode_object(&obj.bytes).unwrap();
+        assert_eq!(text, b"{\"a\":1}\n{\"b\":\"x\"}\n");
+    }
+
+    #[test]
+    fn minify_keeps_strings_intact() {
+        let pretty = "{\n  \"a b\" : [1, 2],\n  \"c\": \"x \\\" y\\\\\"\n}";
+        assert_eq!(minify_json(pretty), r#"{"a b":[1,2],"c":"x \" y\\"}"#);
+    }
+
+    proptest! {
+        #[test]
+        fn minified_json_parses_to_the_same_value(v in proptest::collection::hash_map("[ a-z\\\\\"\n]{0,6}", "[ -~]{0,8}", 0..5)) {
+            let pretty = serde_json::to_string_pretty(&v).unwrap();
+            let min = minify_json(&pretty);
+            prop_assert!(!min.contains('\n'));
+            let back: std::collections::HashMap<String, String> = serde_json::from_str(&min).unwrap();
+            prop_assert_eq!(back, v);
+        }
+
+        #[test]
+        fn any_lines_round_trip_through_gzip(lines in proptest::collection::vec("[^\n]{0,40}", 0..20), level in 1u32..=9) {
+            let mut enc = JsonLinesEncoder::new(Compression::Gzip { level }, 0);
+            for l in &lines { enc.push_line(l.as_bytes()); }
+            let obj = enc.finish();
+            let text = String::from_utf8(decode_object(&obj.bytes).unwrap()).unwrap();
+            let mut back: Vec<&str> = text.split('\n').collect();
+            prop_assert_eq!(back.pop(), Some(""));
+            prop_assert_eq!(back, lines.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+    }
+}

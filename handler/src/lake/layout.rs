@@ -1,0 +1,354 @@
+//! Object naming: the path template, sanitised path parts and the fixed areas
+//! (`_receipts/`, `_deadletter/`) of the lake.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Datelike, Timelike, Utc};
+
+/// A token of the path template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Token {
+    Database,
+    Collection,
+    Operation,
+    EventHub,
+    Partition,
+    Year,
+    Month,
+    Day,
+    Hour,
+    FirstSeq,
+    LastSeq,
+}
+
+impl Token {
+    fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "database" => Self::Database,
+            "collection" => Self::Collection,
+            "operation" => Self::Operation,
+            "eventhub" => Self::EventHub,
+            "partition" => Self::Partition,
+            "yyyy" => Self::Year,
+            "mm" => Self::Month,
+            "dd" => Self::Day,
+            "hh" => Self::Hour,
+            "first_seq" => Self::FirstSeq,
+            "last_seq" => Self::LastSeq,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Literal(String),
+    Token(Token),
+}
+
+/// A validated object path template such as the default
+/// `{database}/{collection}/{yyyy}/{mm}/{dd}/{hh}/{partition}-{first_seq}-{last_seq}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathTemplate {
+    raw: String,
+    pieces: Vec<Piece>,
+}
+
+/// The values a template is filled with. Text values are sanitised on the way in.
+#[derive(Debug, Clone)]
+pub struct PathValues<'a> {
+    pub database: &'a str,
+    pub collection: &'a str,
+    pub operation: &'a str,
+    pub eventhub: &'a str,
+    pub partition: &'a str,
+    pub hour: DateTime<Utc>,
+    pub first_seq: i64,
+    pub last_seq: i64,
+}
+
+impl PathTemplate {
+    /// Parses and validates a template; the error says what is wrong.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let mut pieces = Vec::new();
+        let mut rest = raw;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                pieces.push(Piece::Literal(rest[..open].to_string()));
+            }
+            let close = rest[open..]
+                .find('}')
+                .ok_or_else(|| format!("unclosed '{{' at {:?}", &rest[open..]))?;
+            let name = &rest[open + 1..open + close];
+            let token = Token::parse(name).ok_or_else(|| {
+                format!(
+                    "unknown token {{{name}}}; known: {{database}} {{collection}} {{operation}} {{eventhub}} \
+                     {{partition}} {{yyyy}} {{mm}} {{dd}} {{hh}} {{first_seq}} {{last_seq}}"
+                )
+            })?;
+            pieces.push(Piece::Token(token));
+            rest = &rest[open + close + 1..];
+        }
+        if !rest.is_empty() {
+            pieces.push(Piece::Literal(rest.to_string()));
+        }
+        for piece in &pieces {
+            if let Piece::Literal(text) = piece {
+                if text.contains('}') {
+                    return Err("stray '}'".into());
+                }
+                if text.chars().any(|c| c.is_control() || c == '\\') {
+                    return Err("literal parts may not hold control characters or '\\'".into());
+                }
+            }
+        }
+        if raw.starts_with('/') || raw.ends_with('/') {
+            return Err("must not start or end with '/'".into());
+        }
+        for segment in raw.split('/') {
+            if segment.is_empty() || segment == "." || segment == ".." {
+                return Err(format!("path segment {segment:?} is not allowed"));
+            }
+            if segment.starts_with('_') {
+                return Err(format!(
+                    "segment {segment:?} starts with '_', which is reserved for _receipts, _deadletter and manifests"
+                ));
+            }
+        }
+        for required in [Token::Partition, Token::FirstSeq, Token::LastSeq] {
+            if !pieces.contains(&Piece::Token(required)) {
+                return Err(
+                    "must contain {partition}, {first_seq} and {last_seq} so that object names are unique and \
+                     deterministic per batch"
+                        .into(),
+                );
+            }
+        }
+        let last_segment = raw.rsplit('/').next().unwrap_or_default();
+        if !(last_segment.contains("{first_seq}") && last_segment.contains("{last_seq}")) {
+            return Err("{first_seq} and {last_seq} must be in the file name (the last segment)".into());
+        }
+        Ok(Self {
+            raw: raw.to_string(),
+            pieces,
+        })
+    }
+
+    /// Whether the template names `token`.
+    pub fn uses(&self, token: Token) -> bool {
+        self.pieces.contains(&Piece::Token(token))
+    }
+
+    /// The template as written.
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+
+    /// Renders the template; `extension` is appended after a dot.
+    pub fn render(&self, values: &PathValues<'_>, extension: &str) -> String {
+        let mut out = String::with_capacity(self.raw.len() + 48);
+        for piece in &self.pieces {
+            match piece {
+                Piece::Literal(text) => out.push_str(text),
+                Piece::Token(token) => push_token(&mut out, *token, values),
+            }
+        }
+        out.push('.');
+        out.push_str(extension);
+        out
+    }
+}
+
+fn push_token(out: &mut String, token: Token, v: &PathValues<'_>) {
+    let _ = match token {
+        Token::Database => write!(out, "{}", sanitize_segment(v.database)),
+        Token::Collection => write!(out, "{}", sanitize_segment(v.collection)),
+        Token::Operation => write!(out, "{}", sanitize_segment(v.operation)),
+        Token::EventHub => write!(out, "{}", sanitize_segment(v.eventhub)),
+        Token::Partition => write!(out, "{}", sanitize_segment(v.partition)),
+        Token::Year => write!(out, "{:04}", v.hour.year()),
+        Token::Month => write!(out, "{:02}", v.hour.month()),
+        Token::Day => write!(out, "{:02}", v.hour.day()),
+        Token::Hour => write!(out, "{:02}", v.hour.hour()),
+        Token::FirstSeq => write!(out, "{}", v.first_seq),
+        Token::LastSeq => write!(out, "{}", v.last_seq),
+    };
+}
+
+/// Longest sanitised path part, in bytes (before the hash suffix of long names).
+pub const MAX_SEGMENT_BYTES: usize = 96;
+
+/// Makes an event-derived value safe as one path segment.
+///
+/// Keeps letters and digits of any script plus `-_.=@+,`; everything else (path
+/// separators of every kind, `%`, control characters, look-alike slashes) becomes `_`.
+/// A leading or trailing dot becomes `_` (so `.` and `..` cannot occur, and Azure's
+/// trailing-dot rule is met). Long values are cut and suffixed with a hash of the
+/// original so distinct values stay distinct. The original value stays in the record.
+pub fn sanitize_segment(raw: &str) -> String {
+    if raw.is_empty() {
+        return "_empty".into();
+    }
+    let mut out: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '=' | '@' | '+' | ',') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.starts_with('.') {
+        out.replace_range(..1, "_");
+    }
+    if out.ends_with('.') {
+        let len = out.len();
+        out.replace_range(len - 1.., "_");
+    }
+    if RESERVED_NAMES.iter().any(|r| out.eq_ignore_ascii_case(r)) {
+        // An event may not name a route after the lake's own areas.
+        out.insert(0, '_');
+    }
+    if out.len() > MAX_SEGMENT_BYTES {
+        let mut cut = MAX_SEGMENT_BYTES - 9;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        let digest = crate::lake::digest_hex(raw.as_bytes());
+        out.push('~');
+        out.push_str(&digest[..8]);
+    }
+    out
+}
+
+/// `YYYY/MM/DD/HH` of an hour.
+pub fn hour_path(hour: DateTime<Utc>) -> String {
+    hour.format("%Y/%m/%d/%H").to_string()
+}
+
+/// Receipt of one batch: `_receipts/<eventhub>/<consumer-group>/<partition>/<first>-<last>.json`.
+pub fn receipt_path(eventhub: &str, consumer_group: &str, partition: &str, first: i64, last: i64) -> String {
+    format!(
+        "{}/{}/{}/{}/{first}-{last}.json",
+        RECEIPTS_DIR,
+        sanitize_segment(eventhub),
+        sanitize_segment(consumer_group),
+        sanitize_segment(partition)
+    )
+}
+
+/// Dead letters of one batch in one hour: `_deadletter/YYYY/MM/DD/HH/<partition>-<first>-<last>.jsonl`.
+pub fn deadletter_path(hour: DateTime<Utc>, partition: &str, first: i64, last: i64) -> String {
+    format!(
+        "{}/{}/{}-{first}-{last}.jsonl",
+        DEADLETTER_DIR,
+        hour_path(hour),
+        sanitize_segment(partition)
+    )
+}
+
+/// Names the lake uses for itself; event-derived segments never take them.
+const RESERVED_NAMES: &[&str] = &[RECEIPTS_DIR, DEADLETTER_DIR, MANIFEST_NAME, "_hub2lake"];
+
+pub const RECEIPTS_DIR: &str = "_receipts";
+pub const DEADLETTER_DIR: &str = "_deadletter";
+pub const MANIFEST_NAME: &str = "_manifest.json";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    fn values<'a>(db: &'a str, coll: &'a str) -> PathValues<'a> {
+        PathValues {
+            database: db,
+            collection: coll,
+            operation: "insert",
+            eventhub: "hub",
+            partition: "3",
+            hour: Utc.with_ymd_and_hms(2025, 1, 15, 10, 0, 0).unwrap(),
+            first_seq: 5812,
+            last_seq: 5814,
+        }
+    }
+
+    #[test]
+    fn default_template_renders_the_design_layout() {
+        let t = PathTemplate::parse(crate::config::DEFAULT_TEMPLATE).unwrap();
+        assert_eq!(
+            t.render(&values("shop", "orders"), "jsonl.gz"),
+            "shop/orders/2025/01/15/10/3-5812-5814.jsonl.gz"
+        );
+    }
+
+    #[test]
+    fn alternative_layouts_are_configuration() {
+        let t = PathTemplate::parse("{eventhub}/{yyyy}/{mm}/{dd}/{hh}-{partition}-{first_seq}-{last_seq}").unwrap();
+        assert_eq!(t.render(&values("a", "b"), "jsonl"), "hub/2025/01/15/10-3-5812-5814.jsonl");
+    }
+
+    #[test]
+    fn templates_without_unique_names_are_refused() {
+        for bad in [
+            "{database}/{hh}",
+            "{database}/{first_seq}-{last_seq}",
+            "/{partition}-{first_seq}-{last_seq}",
+            "../{partition}-{first_seq}-{last_seq}",
+            "{first_seq}/{partition}-{last_seq}",
+            "{nope}/{partition}-{first_seq}-{last_seq}",
+            "_x/{partition}-{first_seq}-{last_seq}",
+            "{database/{partition}-{first_seq}-{last_seq}",
+        ] {
+            assert!(PathTemplate::parse(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn traversal_attempts_become_plain_names() {
+        assert_eq!(sanitize_segment(".."), "__");
+        assert_eq!(sanitize_segment("."), "_");
+        assert_eq!(sanitize_segment("a/../b"), "a_.._b");
+        assert_eq!(sanitize_segment("%2e%2e"), "_2e_2e");
+        assert_eq!(sanitize_segment("x\0y"), "x_y");
+        assert_eq!(sanitize_segment("a\\b"), "a_b");
+        assert_eq!(sanitize_segment("a\u{FF0F}b"), "a_b");
+        assert_eq!(sanitize_segment(""), "_empty");
+        assert_eq!(sanitize_segment("Zoë"), "Zoë");
+        assert_eq!(sanitize_segment("_receipts"), "__receipts");
+        assert_eq!(sanitize_segment("_Deadletter"), "__Deadletter");
+    }
+
+    #[test]
+    fn long_names_are_cut_with_a_distinguishing_hash() {
+        let a = sanitize_segment(&"a".repeat(10_000));
+        let b = sanitize_segment(&format!("{}b", "a".repeat(9_999)));
+        assert!(a.len() <= MAX_SEGMENT_BYTES);
+        assert_ne!(a, b);
+    }
+
+    proptest! {
+        #[test]
+        fn sanitized_segments_are_always_safe(raw in any::<String>()) {
+            let s = sanitize_segment(&raw);
+            prop_assert!(!s.is_empty());
+            prop_assert!(s.len() <= MAX_SEGMENT_BYTES);
+            prop_assert!(!s.contains('/') && !s.contains('\\') && !s.contains('%'));
+            prop_assert!(s != "." && s != "..");
+            prop_assert!(!s.starts_with('.') && !s.ends_with('.'));
+            prop_assert!(!s.chars().any(|c| c.is_control()));
+            prop_assert!(object_store::path::Path::parse(&s).is_ok());
+        }
+
+        #[test]
+        fn rendered_paths_stay_inside_the_prefix(db in any::<String>(), coll in any::<String>()) {
+            let t = PathTemplate::parse(crate::config::DEFAULT_TEMPLATE).unwrap();
+            let path = t.render(&values(&db, &coll), "jsonl.gz");
+            prop_assert_eq!(path.split('/').count(), 7);
+            prop_assert!(!path.split('/').any(|s| s == ".." || s == "." || s.is_empty()));
+            prop_assert!(object_store::path::Path::parse(&path).is_ok());
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! The lake: object naming, encoding, and create-only writes through `object_store`.
+//!
+//! Everything written goes through [`Lake::put_new`]: create-only, so a re-delivered
+//! batch finds its objects already there instead of overwriting or duplicating them.
+
+pub mod encode;
+pub mod layout;
+pub mod receipt;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{Attribute, Attributes, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, RetryConfig};
+use sha2::{Digest, Sha256};
+
+use crate::config::{LakeLocation, Settings};
+
+/// A storage failure, classified so the caller can tell the host to retry.
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    #[error("storage call for {path} failed: {source}")]
+    Storage {
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("{path} already exists but does not hold this batch's events: {reason}")]
+    Conflict { path: String, reason: String },
+    #[error("cannot open the lake {location}: {reason}")]
+    Open { location: String, reason: String },
+}
+
+impl LakeError {
+    /// Whether trying again later may succeed (outages, throttling, timeouts), as
+    /// opposed to failures that need an operator (permissions, conflicts, bad config).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Storage { source, .. } => !matches!(
+                source,
+                object_store::Error::PermissionDenied { .. }
+                    | object_store::Error::Unauthenticated { .. }
+                    | object_store::Error::InvalidPath { .. }
+                    | object_store::Error::NotSupported { .. }
+                    | object_store::Error::NotImplemented { .. }
+                    | object_store::Error::AlreadyExists { .. }
+            ),
+            Self::Conflict { .. } | Self::Open { .. } => false,
+        }
+    }
+}
+
+/// Object attributes we write: content type/encoding and lowercase string metadata.
+#[derive(Debug, Clone, Default)]
+pub struct ObjectAttributes {
+    pub content_type: &'static str,
+    pub content_encoding: Option<&'static str>,
+    pub metadata: Vec<(&'static str, String)>,
+}
+
+/// Result of a create-only put.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    Created,
+    /// The object was already there (a re-delivery); the caller verifies it.
+    AlreadyExists,
+}
+
+/// A listed object, with its path relative to the lake root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LakeObject {
+    pub path: String,
+    pub size: u64,
+}
+
+/// The lake: an object store plus the root prefix everything lives under.
+#[derive(Clone)]
+pub struct Lake {
+    store: Arc<dyn ObjectStore>,
+    root: String,
+    keeps_attributes: bool,
+    description: String,
+}
+
+impl std::fmt::Debug for Lake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lake").field("location", &self.description).finish()
+    }
+}
+
+impl Lake {
+    /// Opens the lake the settings name. A local lake's directory is created.
+    pub fn open(settings: &Settings) -> Result<Self, LakeError> {
+        let description = settings.lake.to_string();
+        let open_err = |reason: String| LakeError::Open {
+            location: description.clone(),
+            reason,
+        };
+        match &settings.lake {
+            LakeLocation::Local { root } => {
+                std::fs::create_dir_all(root).map_err(|e| open_err(format!("cannot create {}: {e}", root.display())))?;
+                let store = LocalFileSystem::new_with_prefix(root).map_err(|e| open_err(e.to_string()))?;
+                Ok(Self::from_store(Arc::new(store), "", false, description))
+            }
+            LakeLocation::Azure {
+                account,
+                container,
+                prefix,
+            } => {
+                let mut builder = MicrosoftAzureBuilder::from_env()
+                    .with_container_name(container)
+                    .with_retry(RetryConfig {
+                        max_retries: settings.storage_max_retries,
+                        retry_timeout: settings.storage_retry_budget,
+                        ..RetryConfig::default()
+                    })
+                    .with_client_options(
+                        ClientOptions::new()
+                            .with_timeout(settings.storage_request_timeout)
+                            .with_connect_timeout(std::time::Duration::from_secs(5)),
+                    );
+                if let Some(account) = account {
+                    builder = builder.with_account(account);
+                }
+                let store = builder.build().map_err(|e| open_err(e.to_string()))?;
+                Ok(Self::from_store(Arc::new(store), prefix, true, description))
+            }
+        }
+    }
+
+    /// Wraps any object store (tests use `InMemory`). `keeps_attributes` is false for
+    /// stores that refuse content-type and metadata (the local filesystem).
+    pub fn from_store(store: Arc<dyn ObjectStore>, root: &str, keeps_attributes: bool, description: String) -> Self {
+        Self {
+            store,
+            root: root.trim_matches('/').to_string(),
+            keeps_attributes,
+            description,
+        }
+    }
+
+    /// Where the lake is, for logs and `/healthz`.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// Whether objects carry content type, encoding and metadata.
+    pub fn keeps_attributes(&self) -> bool {
+        self.keeps_attributes
+    }
+
+    fn full(&self, rel: &str) -> Result<Path, LakeError> {
+        let rel = rel.trim_matches('/');
+        let joined = if rel.is_empty() {
+            self.root.clone()
+        } else if self.root.is_empty() {
+            rel.to_string()
+        } else {
+            format!("{}/{rel}", self.root)
+        };
+        Path::parse(&joined).map_err(|e| LakeError::Storage {
+            path: joined.clone(),
+            source: e.into(),
+        })
+    }
+
+    fn relative(&self, full: &Path) -> String {
+        let s = full.as_ref();
+        if self.root.is_empty() {
+            s.to_string()
+        } else {
+            s.strip_prefix(&self.root).unwrap_or(s).trim_start_matches('/').to_string()
+        }
+    }
+
+    /// Writes `bytes` at `rel` only if nothing is there yet (`If-None-Match: *`).
+    pub async fn put_new(&self, rel: &str, bytes: Bytes, attrs: &ObjectAttributes) -> Result<PutOutcome, LakeError> {
+        let path = self.full(rel)?;
+        let mut attributes = Attributes::new();
+        if self.keeps_attributes {
+            attributes.insert(Attribute::ContentType, attrs.content_type.into());
+            if let Some(enc) = attrs.content_encoding {
+                attributes.insert(Attribute::ContentEncoding, enc.into());
+            }
+            for (k, v) in &attrs.metadata {
+                attributes.insert(Attribute::Metadata((*k).into()), v.clone().into());
+            }
+        }
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            attributes,
+            ..PutOptions::default()
+        };
+        match self.store.put_opts(&path, bytes.into(), opts).await {
+            Ok(_) => Ok(PutOutcome::Created),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(PutOutcome::AlreadyExists),
+            Err(source) => Err(LakeError::Storage {
+                path: rel.to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// Reads a whole object.
+    pub async fn get(&self, rel: &str) -> Result<Bytes, LakeError> {
+        let path = self.full(rel)?;
+        let storage = |source| LakeError::Storage {
+            path: rel.to_string(),
+            source,
+        };
+        self.store.get(&path).await.map_err(storage)?.bytes().await.map_err(storage)
+    }
+
+    /// Reads an object if it exists.
+    pub async fn get_if_exists(&self, rel: &str) -> Result<Option<Bytes>, LakeError> {
+        match self.get(rel).await {
+            Ok(b) => Ok(Some(b)),
+            Err(LakeError::Storage {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Lists every object below `rel_prefix` (recursively), sorted by path.
+    pub async fn list(&self, rel_prefix: &str) -> Result<Vec<LakeObject>, LakeError> {
+        let prefix = if rel_prefix.is_empty() && self.root.is_empty() {
+            None
+        } else {
+            Some(self.full(rel_prefix.trim_end_matches('/'))?)
+        };
+        let mut out: Vec<LakeObject> = self
+            .store
+            .list(prefix.as_ref())
+            .map_ok(|meta| LakeObject {
+                path: self.relative(&meta.location),
+                size: meta.size,
+            })
+            .try_collect()
+            .await
+            .map_err(|source| LakeError::Storage {
+                path: rel_prefix.to_string(),
+                source,
+            })?;
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    /// Deletes an object; a missing object is not an error.
+    pub async fn delete(&self, rel: &str) -> Result<(), LakeError> {
+        let path = self.full(rel)?;
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(LakeError::Storage {
+                path: rel.to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// Writes and removes a probe object, to tell at start whether the lake is usable.
+    pub async fn probe_writable(&self) -> Result<(), LakeError> {
+        let rel = format!("_hub2lake/probe-{}-{}", std::process::id(), fastrand::u64(..));
+        let attrs = ObjectAttributes {
+            content_type: "text/plain",
+            ..ObjectAttributes::default()
+        };
+        self.put_new(&rel, Bytes::from_static(b"ok"), &attrs).await?;
+        self.delete(&rel).await
+    }
+}
+
+/// Lowercase hex SHA-256, used for checksums and for names that must stay distinct.
+pub fn digest_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+
+    fn lake() -> Lake {
+        Lake::from_store(Arc::new(InMemory::new()), "base/dir", true, "memory".into())
+    }
+
+    #[tokio::test]
+    async fn second_create_reports_already_exists_and_keeps_the_first() {
+        let lake = lake();
+        let attrs = ObjectAttributes::default();
+        assert_eq!(lake.put_new("a/b.json", Bytes::from_static(b"1"), &attrs).await.unwrap(), PutOutcome::Created);
+        assert_eq!(
+            lake.put_new("a/b.json", Bytes::from_static(b"2"), &attrs).await.unwrap(),
+            PutOutcome::AlreadyExists
+        );
+        assert_eq!(&lake.get("a/b.json").await.unwrap()[..], b"1");
+    }
+
+    #[tokio::test]
+    async fn listing_is_relative_to_the_root_and_sorted() {
+        let lake = lake();
+        let attrs = ObjectAttributes::default();
+        for p in ["x/2.json", "x/1.json", "y/1.json"] {
+            lake.put_new(p, Bytes::from_static(b"{}"), &attrs).await.unwrap();
+        }
+        let listed: Vec<_> = lake.list("x").await.unwrap().into_iter().map(|o| o.path).collect();
+        assert_eq!(listed, ["x/1.json", "x/2.json"]);
+        assert_eq!(lake.list("").await.unwrap().len(), 3);
+        assert!(lake.get_if_exists("nope").await.unwrap().is_none());
+    }
+}

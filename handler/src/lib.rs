@@ -1,0 +1,18 @@
+//! hub2lake: an Azure Functions custom handler that lands Event Hubs batches as
+//! hourly-partitioned JSON Lines in ADLS Gen2 (or a local-filesystem lake).
+//!
+//! Modules follow the data flow: [`host`] decodes what the Functions host sends,
+//! [`ingest`] turns events into records and routes them, [`lake`] names, encodes and
+//! writes objects, [`seal`] proves hours complete. [`server`] is only transport.
+
+pub mod cli;
+pub mod config;
+pub mod host;
+pub mod ingest;
+pub mod lake;
+pub mod seal;
+pub mod server;
+pub mod telemetry;
+
+/// The version written into object metadata, receipts and `/healthz`.
+pub const WRITER_VERSION: &str = concat!("hub2lake/", env!("CARGO_PKG_VERSION"));

@@ -1,0 +1,128 @@
+// Event Hubs: namespace, hub and the consumer group hub2lake reads with.
+//
+// Local (SAS key) authentication is disabled on a namespace this template creates:
+// the Functions host connects with the user-assigned identity
+// (EventHubConnection__fullyQualifiedNamespace / __credential / __clientId), which
+// gets "Azure Event Hubs Data Receiver" on the hub only. A dedicated consumer group
+// keeps hub2lake's checkpoints independent of any other reader of the same hub.
+//
+// Reuse: with createNamespace = false the namespace and the hub must already exist;
+// only the consumer group and the role assignments are added.
+
+param namespaceName string
+
+@description('Create the namespace and hub (true) or reuse existing ones (false).')
+param createNamespace bool = true
+
+param location string
+param tags object = {}
+
+@allowed([
+  'Standard'
+  'Premium'
+])
+param skuName string = 'Standard'
+
+@description('Throughput units (Standard) or processing units (Premium).')
+@minValue(1)
+@maxValue(40)
+param capacity int = 1
+
+param eventHubName string
+
+@minValue(1)
+@maxValue(32)
+param partitionCount int = 4
+
+@minValue(1)
+@maxValue(90)
+param messageRetentionInDays int = 7
+
+param consumerGroupName string = 'hub2lake'
+
+@description('Principal (object) id of the function app identity (receives events).')
+param identityPrincipalId string
+
+@description('Optional principal (object) id allowed to send test events (the deployer); empty = none.')
+param senderPrincipalId string = ''
+
+// Built-in roles.
+var eventHubsDataReceiverRoleId = 'a638d3c7-ab3a-418d-83e6-5f17a39d4fde'
+var eventHubsDataSenderRoleId = '2b629674-e913-4c01-ae53-ef4638d8f975'
+
+resource eventHubNamespace 'Microsoft.EventHub/namespaces@2024-01-01' = if (createNamespace) {
+  name: namespaceName
+  location: location
+  tags: tags
+  sku: {
+    name: skuName
+    tier: skuName
+    capacity: capacity
+  }
+  properties: {
+    disableLocalAuth: true
+    minimumTlsVersion: '1.2'
+    publicNetworkAccess: 'Enabled'
+  }
+}
+
+resource eventHub 'Microsoft.EventHub/namespaces/eventhubs@2024-01-01' = if (createNamespace) {
+  parent: eventHubNamespace
+  name: eventHubName
+  properties: {
+    partitionCount: partitionCount
+    messageRetentionInDays: messageRetentionInDays
+  }
+}
+
+resource targetNamespace 'Microsoft.EventHub/namespaces@2024-01-01' existing = {
+  name: namespaceName
+}
+
+resource targetHub 'Microsoft.EventHub/namespaces/eventhubs@2024-01-01' existing = {
+  parent: targetNamespace
+  name: eventHubName
+}
+
+resource consumerGroup 'Microsoft.EventHub/namespaces/eventhubs/consumergroups@2024-01-01' = {
+  parent: targetHub
+  name: consumerGroupName
+  properties: {
+    userMetadata: 'hub2lake: Event Hubs to ADLS Gen2 JSON Lines'
+  }
+  dependsOn: [
+    eventHubNamespace
+    eventHub
+  ]
+}
+
+resource receiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(targetHub.id, identityPrincipalId, eventHubsDataReceiverRoleId)
+  scope: targetHub
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', eventHubsDataReceiverRoleId)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+  dependsOn: [
+    eventHub
+  ]
+}
+
+resource sender 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(senderPrincipalId)) {
+  name: guid(targetHub.id, senderPrincipalId, eventHubsDataSenderRoleId)
+  scope: targetHub
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', eventHubsDataSenderRoleId)
+    principalId: senderPrincipalId
+  }
+  dependsOn: [
+    eventHub
+  ]
+}
+
+// serviceBusEndpoint looks like https://<namespace>.servicebus.windows.net:443/
+output namespaceFqdn string = split(replace(targetNamespace.properties.serviceBusEndpoint, 'https://', ''), ':')[0]
+output namespaceName string = targetNamespace.name
+output eventHubName string = targetHub.name
+output consumerGroupName string = consumerGroup.name
