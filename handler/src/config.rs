@@ -53,8 +53,8 @@ impl LakeLocation {
         let allowed = "expected file:///abs/dir, az://<container>[/path], \
              https://<account>.blob.core.windows.net/<container>[/path] or \
              abfss://<container>@<account>.dfs.core.windows.net[/path]";
-        let url = url::Url::parse(raw)
-            .map_err(|e| ConfigError::new(SETTING, raw, format!("not a URL ({e}); {allowed}")))?;
+        let url =
+            url::Url::parse(raw).map_err(|e| ConfigError::new(SETTING, raw, format!("not a URL ({e}); {allowed}")))?;
         match url.scheme() {
             "file" => {
                 if url.host_str().is_some_and(|h| !h.is_empty()) {
@@ -64,9 +64,9 @@ impl LakeLocation {
                         "file URLs must have an empty host: file:///abs/dir",
                     ));
                 }
-                let root = url.to_file_path().map_err(|_| {
-                    ConfigError::new(SETTING, raw, "file URL must hold an absolute path")
-                })?;
+                let root = url
+                    .to_file_path()
+                    .map_err(|_| ConfigError::new(SETTING, raw, "file URL must hold an absolute path"))?;
                 Ok(Self::Local { root })
             }
             "az" | "azure" => {
@@ -86,11 +86,7 @@ impl LakeLocation {
                     .strip_suffix(".blob.core.windows.net")
                     .or_else(|| host.strip_suffix(".dfs.core.windows.net"))
                     .ok_or_else(|| {
-                        ConfigError::new(
-                            SETTING,
-                            raw,
-                            "https URLs must point at <account>.blob.core.windows.net",
-                        )
+                        ConfigError::new(SETTING, raw, "https URLs must point at <account>.blob.core.windows.net")
                     })?;
                 let path = url.path().trim_start_matches('/');
                 let (container, rest) = path.split_once('/').unwrap_or((path, ""));
@@ -180,10 +176,7 @@ fn valid_container(raw: &str, name: &str) -> Result<String, ConfigError> {
 }
 
 fn clean_prefix(path: &str) -> String {
-    path.split('/')
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join("/")
+    path.split('/').filter(|s| !s.is_empty()).collect::<Vec<_>>().join("/")
 }
 
 /// How stored objects are compressed.
@@ -289,8 +282,7 @@ pub const SETTINGS_DOC: &[(&str, &str, &str)] = &[
 ];
 
 /// The default object path template (the design's layout).
-pub const DEFAULT_TEMPLATE: &str =
-    "{database}/{collection}/{yyyy}/{mm}/{dd}/{hh}/{partition}-{first_seq}-{last_seq}";
+pub const DEFAULT_TEMPLATE: &str = "{database}/{collection}/{yyyy}/{mm}/{dd}/{hh}/{partition}-{first_seq}-{last_seq}";
 
 impl Settings {
     /// Reads settings from the process environment.
@@ -336,7 +328,11 @@ impl Settings {
         let log_format = lookup.choice(
             "HUB2LAKE_LOG_FORMAT",
             "auto",
-            &[("auto", LogFormat::Auto), ("json", LogFormat::Json), ("text", LogFormat::Text)],
+            &[
+                ("auto", LogFormat::Auto),
+                ("json", LogFormat::Json),
+                ("text", LogFormat::Text),
+            ],
         )?;
         let seal_schedule = lookup.or("HUB2LAKE_SEAL_SCHEDULE", "0 */5 * * * *");
         let fields = seal_schedule.split_whitespace().count();
@@ -364,7 +360,11 @@ impl Settings {
             upload_concurrency: lookup.number("HUB2LAKE_UPLOAD_CONCURRENCY", 8, 1..=256)? as usize,
             storage_retry_budget: Duration::from_secs(lookup.number("HUB2LAKE_STORAGE_RETRY_SECS", 60, 1..=540)?),
             storage_max_retries: lookup.number("HUB2LAKE_STORAGE_MAX_RETRIES", 5, 0..=50)? as usize,
-            storage_request_timeout: Duration::from_secs(lookup.number("HUB2LAKE_STORAGE_TIMEOUT_SECS", 30, 1..=300)?),
+            storage_request_timeout: Duration::from_secs(lookup.number(
+                "HUB2LAKE_STORAGE_TIMEOUT_SECS",
+                30,
+                1..=300,
+            )?),
             seal_schedule,
             seal_grace: Duration::from_secs(60 * lookup.number("HUB2LAKE_SEAL_GRACE_MINUTES", 15, 0..=7 * 24 * 60)?),
             seal_compact,
@@ -407,7 +407,11 @@ impl<F: Fn(&str) -> Option<String>> Lookup<'_, F> {
             return Ok(default);
         };
         let n: u64 = raw.parse().map_err(|_| {
-            ConfigError::new(key, &raw, format!("must be a whole number from {} to {}", range.start(), range.end()))
+            ConfigError::new(
+                key,
+                &raw,
+                format!("must be a whole number from {} to {}", range.start(), range.end()),
+            )
         })?;
         if range.contains(&n) {
             Ok(n)
@@ -436,7 +440,11 @@ impl<F: Fn(&str) -> Option<String>> Lookup<'_, F> {
         match self.get(key) {
             None => Ok(None),
             Some(p) if p.starts_with('/') => Ok(Some(p)),
-            Some(p) => Err(ConfigError::new(key, &p, "a JSON pointer starts with '/', e.g. /source/db")),
+            Some(p) => Err(ConfigError::new(
+                key,
+                &p,
+                "a JSON pointer starts with '/', e.g. /source/db",
+            )),
         }
     }
 }
@@ -454,25 +462,46 @@ mod tests {
     fn lake_url_forms_parse() {
         assert_eq!(
             LakeLocation::parse("file:///tmp/lake").unwrap(),
-            LakeLocation::Local { root: "/tmp/lake".into() }
+            LakeLocation::Local {
+                root: "/tmp/lake".into()
+            }
         );
         assert_eq!(
             LakeLocation::parse("az://lake/raw/events").unwrap(),
-            LakeLocation::Azure { account: None, container: "lake".into(), prefix: "raw/events".into() }
+            LakeLocation::Azure {
+                account: None,
+                container: "lake".into(),
+                prefix: "raw/events".into()
+            }
         );
         assert_eq!(
             LakeLocation::parse("https://acct.blob.core.windows.net/lake").unwrap(),
-            LakeLocation::Azure { account: Some("acct".into()), container: "lake".into(), prefix: "".into() }
+            LakeLocation::Azure {
+                account: Some("acct".into()),
+                container: "lake".into(),
+                prefix: "".into()
+            }
         );
         assert_eq!(
             LakeLocation::parse("abfss://lake@acct.dfs.core.windows.net/mongo/").unwrap(),
-            LakeLocation::Azure { account: Some("acct".into()), container: "lake".into(), prefix: "mongo".into() }
+            LakeLocation::Azure {
+                account: Some("acct".into()),
+                container: "lake".into(),
+                prefix: "mongo".into()
+            }
         );
     }
 
     #[test]
     fn bad_lake_urls_name_the_problem() {
-        for bad in ["s3://bucket", "file://host/x", "az://UPPER", "https://example.com/c", "not a url", "abfss://acct.dfs.core.windows.net"] {
+        for bad in [
+            "s3://bucket",
+            "file://host/x",
+            "az://UPPER",
+            "https://example.com/c",
+            "not a url",
+            "abfss://acct.dfs.core.windows.net",
+        ] {
             let err = LakeLocation::parse(bad).unwrap_err();
             assert_eq!(err.setting, "HUB2LAKE_LAKE_URL", "{bad}");
             assert!(err.to_string().contains(bad), "{err}");
@@ -490,8 +519,15 @@ mod tests {
     fn out_of_range_numbers_are_refused_with_the_range() {
         let err = settings(&[("HUB2LAKE_LAKE_URL", "file:///tmp/l"), ("HUB2LAKE_GZIP_LEVEL", "12")]).unwrap_err();
         assert_eq!(err.setting, "HUB2LAKE_GZIP_LEVEL");
-        assert!(err.problem.contains("1 to 9") || err.problem.contains("from 1 to 9"), "{err}");
-        let err = settings(&[("HUB2LAKE_LAKE_URL", "file:///tmp/l"), ("HUB2LAKE_UPLOAD_CONCURRENCY", "lots")]).unwrap_err();
+        assert!(
+            err.problem.contains("1 to 9") || err.problem.contains("from 1 to 9"),
+            "{err}"
+        );
+        let err = settings(&[
+            ("HUB2LAKE_LAKE_URL", "file:///tmp/l"),
+            ("HUB2LAKE_UPLOAD_CONCURRENCY", "lots"),
+        ])
+        .unwrap_err();
         assert_eq!(err.setting, "HUB2LAKE_UPLOAD_CONCURRENCY");
     }
 
@@ -518,7 +554,10 @@ mod tests {
         let source = include_str!("config.rs");
         for (name, _, _) in SETTINGS_DOC {
             let quoted = format!("\"{name}\"");
-            assert!(source.matches(&quoted).count() >= 2, "{name} is documented but never read");
+            assert!(
+                source.matches(&quoted).count() >= 2,
+                "{name} is documented but never read"
+            );
         }
     }
 }

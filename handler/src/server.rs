@@ -188,7 +188,11 @@ fn invocation_id(headers: &HeaderMap) -> String {
         .to_string()
 }
 
-async fn ingest(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Json<InvocationResponse>, ApiError> {
+async fn ingest(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<InvocationResponse>, ApiError> {
     let started = Instant::now();
     let span = tracing::info_span!(
         "invocation",
@@ -290,14 +294,23 @@ fn decode_batch(settings: &Settings, bytes: &[u8]) -> Result<EventHubBatch, ApiE
     )?)
 }
 
-async fn seal(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Json<InvocationResponse>, ApiError> {
+async fn seal(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<InvocationResponse>, ApiError> {
     let span = tracing::info_span!("invocation", function = "seal", invocation_id = %invocation_id(&headers));
     async move {
         let bytes = read_body(&headers, body, state.settings.max_request_bytes).await?;
         let inv = Invocation::parse(&bytes)?;
         let timer = TimerInfo::from_invocation(&inv)?;
         let report = crate::seal::run(&timer).await;
-        tracing::info!(past_due = timer.is_past_due, hours_sealed = report.hours_sealed, "{}", report.message);
+        tracing::info!(
+            past_due = timer.is_past_due,
+            hours_sealed = report.hours_sealed,
+            "{}",
+            report.message
+        );
         Ok(Json(InvocationResponse::with_logs(vec![report.message])))
     }
     .instrument(span)

@@ -54,7 +54,10 @@ pub struct BuiltApp {
 pub fn build_app(source: &Path, handler: &Path, out: &Path) -> anyhow::Result<BuiltApp> {
     let host_json = source.join("host.json");
     if !host_json.is_file() {
-        bail!("{} not found: run from the repository root or pass --source", host_json.display());
+        bail!(
+            "{} not found: run from the repository root or pass --source",
+            host_json.display()
+        );
     }
     if !handler.is_file() {
         bail!(

@@ -109,7 +109,9 @@ impl EventHubBatch {
         };
         expect_len("SequenceNumberArray", sequence_numbers.len(), n)?;
 
-        let enqueued: Vec<Option<DateTime<Utc>>> = match inv.meta_value::<Vec<Option<String>>>("EnqueuedTimeUtcArray")? {
+        let enqueued: Vec<Option<DateTime<Utc>>> = match inv
+            .meta_value::<Vec<Option<String>>>("EnqueuedTimeUtcArray")?
+        {
             Some(times) => times
                 .iter()
                 .enumerate()
@@ -243,7 +245,8 @@ fn looks_like_base64_batch(texts: &[String]) -> bool {
         && texts.iter().all(|t| {
             t.len() % 4 == 0
                 && !t.is_empty()
-                && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
                 && serde_json::from_str::<serde::de::IgnoredAny>(t).is_err()
         })
 }
@@ -301,13 +304,20 @@ struct PartitionContextWire {
     namespace: Option<String>,
 }
 
-fn partition_info(inv: &Invocation<'_>, fallback_hub: &str, fallback_group: &str) -> Result<PartitionInfo, RequestError> {
+fn partition_info(
+    inv: &Invocation<'_>,
+    fallback_hub: &str,
+    fallback_group: &str,
+) -> Result<PartitionInfo, RequestError> {
     let trigger: Option<PartitionContextWire> = inv.meta_value("TriggerPartitionContext")?;
     let legacy: Option<PartitionContextWire> = inv.meta_value("PartitionContext")?;
     let ctx = trigger.or(legacy).unwrap_or_default();
     Ok(PartitionInfo {
         namespace: ctx.namespace.filter(|s| !s.is_empty()),
-        eventhub: ctx.eventhub.filter(|s| !s.is_empty()).unwrap_or_else(|| fallback_hub.to_string()),
+        eventhub: ctx
+            .eventhub
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| fallback_hub.to_string()),
         consumer_group: ctx
             .consumer_group
             .filter(|s| !s.is_empty())
@@ -343,7 +353,9 @@ impl SystemProperties {
             .map(|f| f.0)
     }
     fn offset(&self) -> Option<String> {
-        self.offset_string.clone().or_else(|| self.offset.as_ref().map(|f| f.0.clone()))
+        self.offset_string
+            .clone()
+            .or_else(|| self.offset.as_ref().map(|f| f.0.clone()))
     }
     fn enqueued_time(&self) -> Option<DateTime<Utc>> {
         self.enqueued_time_utc
@@ -464,7 +476,10 @@ mod tests {
             EventEncoding::String,
         )
         .unwrap_err();
-        assert!(err.0.contains("SequenceNumberArray has 1 entries but the batch has 2"), "{err}");
+        assert!(
+            err.0.contains("SequenceNumberArray has 1 entries but the batch has 2"),
+            "{err}"
+        );
     }
 
     #[test]

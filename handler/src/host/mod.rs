@@ -6,8 +6,8 @@
 //! reports anything it cannot use as a [`RequestError`] that names the field.
 
 mod eventhub;
-pub mod wire;
 mod timer;
+pub mod wire;
 
 pub use eventhub::{EventBody, EventData, EventHubBatch, PartitionInfo, RetryInfo};
 pub use timer::TimerInfo;
@@ -48,8 +48,8 @@ impl<'a> Invocation<'a> {
                 "empty request body: expected {\"Data\":{...},\"Metadata\":{...}}",
             ));
         }
-        let text = std::str::from_utf8(body)
-            .map_err(|e| RequestError::new(format!("request body is not UTF-8: {e}")))?;
+        let text =
+            std::str::from_utf8(body).map_err(|e| RequestError::new(format!("request body is not UTF-8: {e}")))?;
         let invocation: Self = serde_json::from_str(text).map_err(|e| {
             RequestError::new(format!(
                 "request body is not a custom-handler invocation ({e}); expected {{\"Data\":{{...}},\"Metadata\":{{...}}}}"
@@ -130,9 +130,18 @@ mod tests {
     #[test]
     fn non_json_and_empty_bodies_name_the_problem() {
         assert!(Invocation::parse(b"").unwrap_err().0.contains("empty request body"));
-        assert!(Invocation::parse(b"{not json").unwrap_err().0.contains("not a custom-handler invocation"));
-        assert!(Invocation::parse(b"[1,2]").unwrap_err().0.contains("not a custom-handler invocation"));
-        assert!(Invocation::parse(b"{\"Metadata\":{}}").unwrap_err().0.contains("no Data"));
+        assert!(Invocation::parse(b"{not json")
+            .unwrap_err()
+            .0
+            .contains("not a custom-handler invocation"));
+        assert!(Invocation::parse(b"[1,2]")
+            .unwrap_err()
+            .0
+            .contains("not a custom-handler invocation"));
+        assert!(Invocation::parse(b"{\"Metadata\":{}}")
+            .unwrap_err()
+            .0
+            .contains("no Data"));
         assert!(Invocation::parse(&[0xff, 0xfe]).unwrap_err().0.contains("UTF-8"));
     }
 

@@ -134,7 +134,13 @@ pub fn eventhub_request(
 }
 
 /// Builds the request body of a timer trigger invocation.
-pub fn timer_request(binding: &str, last: Option<DateTime<Utc>>, next: DateTime<Utc>, past_due: bool, function_name: &str) -> String {
+pub fn timer_request(
+    binding: &str,
+    last: Option<DateTime<Utc>>,
+    next: DateTime<Utc>,
+    past_due: bool,
+    function_name: &str,
+) -> String {
     let fmt = |t: DateTime<Utc>| format!("{}+00:00", seven_digit_time(t));
     let never = "0001-01-01T00:00:00+00:00".to_string();
     let last = last.map(fmt).unwrap_or(never);
@@ -186,12 +192,25 @@ mod tests {
     fn host_times_trim_trailing_zeros() {
         let t = Utc.with_ymd_and_hms(2025, 1, 15, 10, 32, 2).unwrap();
         assert_eq!(host_time(t), "2025-01-15T10:32:02");
-        assert_eq!(host_time(t + chrono::TimeDelta::milliseconds(500)), "2025-01-15T10:32:02.5");
+        assert_eq!(
+            host_time(t + chrono::TimeDelta::milliseconds(500)),
+            "2025-01-15T10:32:02.5"
+        );
     }
 
     #[test]
     fn built_requests_decode_back_to_the_same_batch() {
-        let body = eventhub_request("events", &WirePartition::default(), &events(), WireDataType::Binary, Some(WireRetry { retry_count: 2, max_retry_count: 5 }), "ingest");
+        let body = eventhub_request(
+            "events",
+            &WirePartition::default(),
+            &events(),
+            WireDataType::Binary,
+            Some(WireRetry {
+                retry_count: 2,
+                max_retry_count: 5,
+            }),
+            "ingest",
+        );
         let inv = Invocation::parse(body.as_bytes()).unwrap();
         let batch = EventHubBatch::from_invocation(&inv, EventEncoding::Binary, "x", "y").unwrap();
         assert_eq!(batch.events.len(), 2);

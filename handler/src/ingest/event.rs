@@ -9,10 +9,11 @@ use serde_json::value::RawValue;
 use crate::host::{EventBody, EventData};
 use crate::lake::encode::minify_json;
 
-/// Route values used when an event does not name its own.
-pub const DEFAULT_ROUTE: &str = "_default";
+/// Route values used when an event does not name its own. No leading `_`: Spark and
+/// other Hadoop-style readers skip paths that start with `_` or `.`.
+pub const DEFAULT_ROUTE: &str = "unrouted";
 /// Route part of a change event that has none (e.g. `invalidate`, `dropDatabase`).
-pub const NO_ROUTE: &str = "_none";
+pub const NO_ROUTE: &str = "none";
 
 /// The body of an event, classified.
 #[derive(Debug)]
@@ -32,8 +33,9 @@ pub struct Undecodable(pub String);
 pub fn classify(event: &EventData) -> Result<Body<'_>, Undecodable> {
     let text: &str = match &event.body {
         EventBody::Text(t) => t,
-        EventBody::Bytes(b) => std::str::from_utf8(b)
-            .map_err(|e| Undecodable(format!("binary body is not valid UTF-8: {e}")))?,
+        EventBody::Bytes(b) => {
+            std::str::from_utf8(b).map_err(|e| Undecodable(format!("binary body is not valid UTF-8: {e}")))?
+        }
         EventBody::Undecodable { reason, .. } => return Err(Undecodable(reason.clone())),
     };
     let trimmed = text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
@@ -104,7 +106,9 @@ impl<'a> Parsed<'a> {
             raw.and_then(|r| serde_json::from_str::<Cow<'a, str>>(r.get()).ok())
         };
         let operation_type = string(change.operation_type);
-        let ns = change.ns.and_then(|r| serde_json::from_str::<Namespace<'a>>(r.get()).ok());
+        let ns = change
+            .ns
+            .and_then(|r| serde_json::from_str::<Namespace<'a>>(r.get()).ok());
         let (database, collection) = ns.map(|n| (n.db, n.coll)).unwrap_or((None, None));
         let resume_token = change.id.and_then(|r| {
             serde_json::from_str::<ResumeToken<'a>>(r.get())
@@ -288,7 +292,10 @@ mod tests {
 
     #[test]
     fn pointers_route_other_events() {
-        assert_eq!(route_by_pointer(r#"{"source":{"db":"crm"}}"#, "/source/db").as_deref(), Some("crm"));
+        assert_eq!(
+            route_by_pointer(r#"{"source":{"db":"crm"}}"#, "/source/db").as_deref(),
+            Some("crm")
+        );
         assert_eq!(route_by_pointer(r#"{"type":3}"#, "/type").as_deref(), Some("3"));
         assert_eq!(route_by_pointer(r#"{"type":{}}"#, "/type"), None);
     }

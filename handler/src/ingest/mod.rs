@@ -119,16 +119,18 @@ impl Ingestor {
         }
 
         let entries: Vec<ReceiptObject> = pending.iter().map(|p| p.entry.clone()).collect();
-        let outcomes: Vec<PutOutcome> = futures::stream::iter(pending.into_iter().map(|p| self.put_verified(p, &partition_id)))
-            .buffer_unordered(self.settings.upload_concurrency)
-            .try_collect()
-            .await?;
+        let outcomes: Vec<PutOutcome> =
+            futures::stream::iter(pending.into_iter().map(|p| self.put_verified(p, &partition_id)))
+                .buffer_unordered(self.settings.upload_concurrency)
+                .try_collect()
+                .await?;
         report.objects_created = outcomes.iter().filter(|o| **o == PutOutcome::Created).count() as u64;
         report.objects_existing = outcomes.len() as u64 - report.objects_created;
 
         // The receipt is the commit record: written only after every object is durable.
         let receipt = build_receipt(&batch, &partition_id, first, last, &report, entries, now);
-        report.receipt_path = layout::receipt_path(&receipt.eventhub, &receipt.consumer_group, &partition_id, first, last);
+        report.receipt_path =
+            layout::receipt_path(&receipt.eventhub, &receipt.consumer_group, &partition_id, first, last);
         self.put_receipt(&report.receipt_path, &receipt).await?;
         Ok(report)
     }
@@ -194,7 +196,11 @@ fn verify_existing(path: &str, bytes: &[u8], partition_id: &str, expected: &[i64
     for (i, line) in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate() {
         let key: Key = serde_json::from_slice(line).map_err(|e| conflict(format!("line {}: {e}", i + 1)))?;
         if key.partition_id != partition_id {
-            return Err(conflict(format!("line {} is from partition {}", i + 1, key.partition_id)));
+            return Err(conflict(format!(
+                "line {} is from partition {}",
+                i + 1,
+                key.partition_id
+            )));
         }
         found.push(key.sequence_number);
     }
@@ -231,7 +237,11 @@ struct DeadGroup {
 
 /// Decodes, routes and encodes a batch (CPU-bound). Returns the partition id used in
 /// names and the objects to upload, data objects in path order then dead letters.
-fn encode_batch(settings: &Settings, batch: &EventHubBatch, now: DateTime<Utc>) -> Result<(String, Vec<PendingObject>), IngestError> {
+fn encode_batch(
+    settings: &Settings,
+    batch: &EventHubBatch,
+    now: DateTime<Utc>,
+) -> Result<(String, Vec<PendingObject>), IngestError> {
     let partition_id = naming_partition(batch);
     let processed = event::format_time(now);
     let ctx = &batch.partition;
@@ -438,7 +448,11 @@ fn truncate_to_hour(t: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// (database, collection) of an event, unsanitised.
-fn route<'a>(settings: &Settings, parsed: &'a Parsed<'a>, json: Option<&str>) -> (std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>) {
+fn route<'a>(
+    settings: &Settings,
+    parsed: &'a Parsed<'a>,
+    json: Option<&str>,
+) -> (std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>) {
     use std::borrow::Cow;
     if parsed.is_change_event {
         return (
@@ -454,7 +468,10 @@ fn route<'a>(settings: &Settings, parsed: &'a Parsed<'a>, json: Option<&str>) ->
             .map(Cow::Owned)
             .unwrap_or(Cow::Borrowed(DEFAULT_ROUTE))
     };
-    (by_pointer(&settings.route_database_pointer), by_pointer(&settings.route_collection_pointer))
+    (
+        by_pointer(&settings.route_database_pointer),
+        by_pointer(&settings.route_collection_pointer),
+    )
 }
 
 fn write_record(
@@ -511,7 +528,14 @@ fn write_record(
     serde_json::to_writer(&mut *out, &record).map_err(|e| IngestError::BadBatch(e.to_string()))
 }
 
-fn write_dead_letter(out: &mut Vec<u8>, ev: &EventData, reason: String, batch: &EventHubBatch, partition_id: &str, processed: &str) {
+fn write_dead_letter(
+    out: &mut Vec<u8>,
+    ev: &EventData,
+    reason: String,
+    batch: &EventHubBatch,
+    partition_id: &str,
+    processed: &str,
+) {
     let raw = event::raw_bytes(&ev.body);
     let letter = DeadLetter {
         reason,

@@ -15,7 +15,7 @@ pub struct JsonLinesEncoder {
 
 enum Sink {
     Plain(Vec<u8>),
-    Gzip(GzEncoder<Vec<u8>>),
+    Gzip(Box<GzEncoder<Vec<u8>>>),
 }
 
 /// A finished object.
@@ -32,10 +32,10 @@ impl JsonLinesEncoder {
         let sink = match compression {
             Compression::None => Sink::Plain(Vec::with_capacity(size_hint)),
             // Compressed JSON is typically 5-10x smaller; start with a fraction.
-            Compression::Gzip { level } => Sink::Gzip(GzEncoder::new(
+            Compression::Gzip { level } => Sink::Gzip(Box::new(GzEncoder::new(
                 Vec::with_capacity(size_hint / 4 + 64),
                 flate2::Compression::new(level),
-            )),
+            ))),
         };
         Self {
             sink,

@@ -287,7 +287,10 @@ mod tests {
     #[test]
     fn alternative_layouts_are_configuration() {
         let t = PathTemplate::parse("{eventhub}/{yyyy}/{mm}/{dd}/{hh}-{partition}-{first_seq}-{last_seq}").unwrap();
-        assert_eq!(t.render(&values("a", "b"), "jsonl"), "hub/2025/01/15/10-3-5812-5814.jsonl");
+        assert_eq!(
+            t.render(&values("a", "b"), "jsonl"),
+            "hub/2025/01/15/10-3-5812-5814.jsonl"
+        );
     }
 
     #[test]

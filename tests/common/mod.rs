@@ -1,0 +1,153 @@
+//! Shared test support: the real `handler` binary on a free port over a real socket.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running handler process, killed on drop.
+pub struct Handler {
+    pub port: u16,
+    pub lake: PathBuf,
+    child: Child,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Handler {
+    /// Starts the handler on a fresh local lake with extra settings.
+    pub fn start(extra: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = dir.path().join("lake");
+        let mut h = Self::start_with_lake(&lake, extra);
+        h._dir = Some(dir);
+        h
+    }
+
+    pub fn start_with_lake(lake: &Path, extra: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_handler"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+            .env("HUB2LAKE_LAKE_URL", format!("file://{}", lake.display()))
+            .env("HUB2LAKE_LOG_FORMAT", "text")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn handler");
+        let h = Self {
+            port,
+            lake: lake.to_path_buf(),
+            child,
+            _dir: None,
+        };
+        h.wait_ready();
+        h
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("handler did not become ready on port {}", self.port);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// POSTs a body the way the host does and returns (status, body).
+    pub async fn post(&self, function: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
+        let resp = reqwest::Client::new()
+            .post(self.url(&format!("/{function}")))
+            .header("Content-Type", "application/json; charset=utf-8")
+            .header("X-Azure-Functions-InvocationId", "00000000-0000-0000-0000-000000000001")
+            .body(body)
+            .send()
+            .await
+            .expect("request reaches the handler");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap_or_default())
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let resp = reqwest::get(self.url(path)).await.expect("request reaches the handler");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap_or_default())
+    }
+}
+
+impl Drop for Handler {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fixture's bytes, compacted as the real host sends them.
+pub fn fixture(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    value.to_string()
+}
+
+/// Every file below `root` as (relative path, bytes), sorted.
+pub fn files(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            walk(root, &p, out);
+        } else {
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().to_string();
+            out.push((rel, std::fs::read(&p).unwrap()));
+        }
+    }
+}
+
+/// Data objects (not receipts, not dead letters) with their decoded JSON lines.
+pub fn data_records(root: &Path) -> Vec<(String, Vec<serde_json::Value>)> {
+    files(root)
+        .into_iter()
+        .filter(|(p, _)| !p.starts_with("_receipts/") && !p.starts_with("_deadletter/"))
+        .filter(|(p, _)| p.ends_with(".jsonl.gz") || p.ends_with(".jsonl"))
+        .map(|(p, bytes)| (p, json_lines(&bytes)))
+        .collect()
+}
+
+/// Decodes a (possibly gzip) JSON Lines object, asserting every line parses.
+pub fn json_lines(bytes: &[u8]) -> Vec<serde_json::Value> {
+    let mut text = String::new();
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        flate2::read::MultiGzDecoder::new(bytes)
+            .read_to_string(&mut text)
+            .unwrap();
+    } else {
+        text = String::from_utf8(bytes.to_vec()).unwrap();
+    }
+    assert!(text.is_empty() || text.ends_with('\n'), "JSON Lines end with a newline");
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("line is not JSON ({e}): {l}")))
+        .collect()
+}
