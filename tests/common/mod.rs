@@ -30,12 +30,19 @@ impl Handler {
     }
 
     pub fn start_with_lake(lake: &Path, extra: &[(&str, &str)]) -> Self {
+        let mut h = Self::start_with_url(&format!("file://{}", lake.display()), extra);
+        h.lake = lake.to_path_buf();
+        h
+    }
+
+    /// Starts the handler on any lake URL (Azure lakes pass their credentials in `extra`).
+    pub fn start_with_url(lake_url: &str, extra: &[(&str, &str)]) -> Self {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_handler"));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-            .env("HUB2LAKE_LAKE_URL", format!("file://{}", lake.display()))
+            .env("HUB2LAKE_LAKE_URL", lake_url)
             .env("HUB2LAKE_LOG_FORMAT", "text")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -46,7 +53,7 @@ impl Handler {
         let child = cmd.spawn().expect("spawn handler");
         let h = Self {
             port,
-            lake: lake.to_path_buf(),
+            lake: PathBuf::new(),
             child,
             _dir: None,
         };
