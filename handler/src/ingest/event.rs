@@ -1,6 +1,7 @@
 //! One event → one record: body classification, MongoDB change-stream fields, route.
 
 use std::borrow::Cow;
+use std::io::Write as _;
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
@@ -15,11 +16,11 @@ pub const DEFAULT_ROUTE: &str = "unrouted";
 /// Route part of a change event that has none (e.g. `invalidate`, `dropDatabase`).
 pub const NO_ROUTE: &str = "none";
 
-/// The body of an event, classified.
-#[derive(Debug)]
+/// The body of an event, validated.
+#[derive(Debug, Clone, Copy)]
 pub enum Body<'a> {
-    /// Valid JSON, on one line (minified only if it held newlines).
-    Json(Cow<'a, str>),
+    /// Valid JSON on one line, written into the record verbatim.
+    Json(&'a str),
     /// Not JSON (plain text, empty, whitespace): kept as a string.
     Text(&'a str),
 }
@@ -28,9 +29,18 @@ pub enum Body<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Undecodable(pub String);
 
-/// Classifies a body. Text that claims to be JSON (starts with `{` or `[`) but does not
-/// parse is undecodable: it is data that was meant to be structured and got damaged.
-pub fn classify(event: &EventData) -> Result<Body<'_>, Undecodable> {
+/// A decoded body and, for JSON objects, its change-stream fields.
+#[derive(Debug)]
+pub struct Decoded<'a> {
+    pub body: Body<'a>,
+    pub parsed: Parsed<'a>,
+}
+
+const JSON_WS: [char; 4] = [' ', '\t', '\n', '\r'];
+
+/// The body as text. A JSON-looking body that spans lines is put on one line here,
+/// so the record can hold it verbatim (JSON Lines allows no raw newline).
+pub fn body_text(event: &EventData) -> Result<Cow<'_, str>, Undecodable> {
     let text: &str = match &event.body {
         EventBody::Text(t) => t,
         EventBody::Bytes(b) => {
@@ -38,13 +48,42 @@ pub fn classify(event: &EventData) -> Result<Body<'_>, Undecodable> {
         }
         EventBody::Undecodable { reason, .. } => return Err(Undecodable(reason.clone())),
     };
-    let trimmed = text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
-    let claims_json = trimmed.starts_with('{') || trimmed.starts_with('[');
-    match serde_json::from_str::<serde::de::IgnoredAny>(trimmed) {
-        Ok(_) if trimmed.contains(['\n', '\r']) => Ok(Body::Json(Cow::Owned(minify_json(trimmed)))),
-        Ok(_) => Ok(Body::Json(Cow::Borrowed(trimmed))),
-        Err(e) if claims_json => Err(Undecodable(format!("body is not valid JSON: {e}"))),
-        Err(_) => Ok(Body::Text(text)),
+    let trimmed = text.trim_matches(JSON_WS);
+    if (trimmed.starts_with('{') || trimmed.starts_with('[')) && trimmed.contains(['\n', '\r']) {
+        Ok(Cow::Owned(minify_json(trimmed)))
+    } else {
+        Ok(Cow::Borrowed(text))
+    }
+}
+
+/// Validates and reads a body in one parse where possible. Text that claims to be
+/// JSON (starts with `{` or `[`) but does not parse is undecodable: it is data that
+/// was meant to be structured and got damaged. Other non-JSON text is kept as text.
+pub fn decode(text: &str) -> Result<Decoded<'_>, Undecodable> {
+    let trimmed = text.trim_matches(JSON_WS);
+    let json = |parsed| Decoded {
+        body: Body::Json(trimmed),
+        parsed,
+    };
+    if trimmed.starts_with('{') {
+        match serde_json::from_str::<ChangeFields<'_>>(trimmed) {
+            Ok(fields) => Ok(json(Parsed::from_fields(fields))),
+            // Valid JSON of another shape (e.g. a duplicate key the change-event
+            // reader refuses) is still kept; only broken JSON is dead-lettered.
+            Err(_) => match serde_json::from_str::<serde::de::IgnoredAny>(trimmed) {
+                Ok(_) => Ok(json(Parsed::default())),
+                Err(e) => Err(Undecodable(format!("body is not valid JSON: {e}"))),
+            },
+        }
+    } else {
+        match serde_json::from_str::<serde::de::IgnoredAny>(trimmed) {
+            Ok(_) => Ok(json(Parsed::default())),
+            Err(e) if trimmed.starts_with('[') => Err(Undecodable(format!("body is not valid JSON: {e}"))),
+            Err(_) => Ok(Decoded {
+                body: Body::Text(text),
+                parsed: Parsed::default(),
+            }),
+        }
     }
 }
 
@@ -95,13 +134,7 @@ pub struct Parsed<'a> {
 }
 
 impl<'a> Parsed<'a> {
-    pub fn from_json(json: &'a str) -> Self {
-        if !json.starts_with('{') {
-            return Self::default();
-        }
-        let Ok(change) = serde_json::from_str::<ChangeFields<'a>>(json) else {
-            return Self::default();
-        };
+    fn from_fields(change: ChangeFields<'a>) -> Self {
         let string = |raw: Option<&'a RawValue>| -> Option<Cow<'a, str>> {
             raw.and_then(|r| serde_json::from_str::<Cow<'a, str>>(r.get()).ok())
         };
@@ -154,16 +187,7 @@ pub fn route_by_pointer(json: &str, pointer: &str) -> Option<String> {
     }
 }
 
-/// Either the body's JSON or its text, as `raw_event`.
-#[derive(Serialize)]
-#[serde(untagged)]
-pub enum RawEvent<'a> {
-    Json(&'a RawValue),
-    Text(&'a str),
-}
-
-/// One line of a data object. Field order is the documented record order.
-#[derive(Serialize)]
+/// What one record line holds, in the documented field order.
 pub struct Record<'a> {
     pub event_id: &'a str,
     pub processed_timestamp: &'a str,
@@ -171,16 +195,70 @@ pub struct Record<'a> {
     pub offset: Option<&'a str>,
     pub sequence_number: i64,
     pub enqueued_time: Option<&'a str>,
-    pub operation_type: Option<&'a str>,
-    pub database_name: Option<&'a str>,
-    pub collection_name: Option<&'a str>,
-    pub document_key: Option<&'a RawValue>,
-    pub full_document: Option<&'a RawValue>,
-    pub update_description: Option<&'a RawValue>,
-    pub cluster_time: Option<&'a RawValue>,
-    pub raw_event: RawEvent<'a>,
+    pub parsed: &'a Parsed<'a>,
+    pub body: Body<'a>,
     pub partition_key: Option<&'a str>,
     pub properties: Option<&'a RawValue>,
+}
+
+impl Record<'_> {
+    /// Writes the record as one JSON line (without the newline). Raw JSON parts of
+    /// the event are copied byte for byte: they were validated when decoded, and
+    /// not re-serialising them is most of the encoder's speed.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        let p = self.parsed;
+        out.push(b'{');
+        string_field(out, "event_id", Some(self.event_id), true);
+        string_field(out, "processed_timestamp", Some(self.processed_timestamp), false);
+        string_field(out, "partition_id", Some(self.partition_id), false);
+        string_field(out, "offset", self.offset, false);
+        key(out, "sequence_number", false);
+        let _ = write!(out, "{}", self.sequence_number);
+        string_field(out, "enqueued_time", self.enqueued_time, false);
+        string_field(out, "operation_type", p.operation_type.as_deref(), false);
+        string_field(out, "database_name", p.database.as_deref(), false);
+        string_field(out, "collection_name", p.collection.as_deref(), false);
+        raw_field(out, "document_key", p.change.document_key.map(RawValue::get));
+        raw_field(out, "full_document", p.change.full_document.map(RawValue::get));
+        raw_field(
+            out,
+            "update_description",
+            p.change.update_description.map(RawValue::get),
+        );
+        raw_field(out, "cluster_time", p.change.cluster_time.map(RawValue::get));
+        match self.body {
+            Body::Json(json) => raw_field(out, "raw_event", Some(json)),
+            Body::Text(text) => string_field(out, "raw_event", Some(text), false),
+        }
+        string_field(out, "partition_key", self.partition_key, false);
+        raw_field(out, "properties", self.properties.map(RawValue::get));
+        out.push(b'}');
+    }
+}
+
+fn key(out: &mut Vec<u8>, name: &str, first: bool) {
+    if !first {
+        out.push(b',');
+    }
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+fn string_field(out: &mut Vec<u8>, name: &str, value: Option<&str>, first: bool) {
+    key(out, name, first);
+    match value {
+        // Serialising a str into a Vec cannot fail.
+        Some(v) => {
+            let _ = serde_json::to_writer(&mut *out, v);
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn raw_field(out: &mut Vec<u8>, name: &str, value: Option<&str>) {
+    key(out, name, false);
+    out.extend_from_slice(value.unwrap_or("null").as_bytes());
 }
 
 /// One line of a dead-letter object: the reason and the exact bytes.
@@ -231,6 +309,20 @@ mod tests {
         }
     }
 
+    fn classify(body: &str) -> &'static str {
+        let e = event(EventBody::Text(body.into()));
+        let text = body_text(&e).unwrap();
+        match decode(&text) {
+            Ok(Decoded {
+                body: Body::Json(_), ..
+            }) => "json",
+            Ok(Decoded {
+                body: Body::Text(_), ..
+            }) => "text",
+            Err(_) => "dead",
+        }
+    }
+
     #[test]
     fn bodies_are_classified() {
         let cases = [
@@ -243,22 +335,18 @@ mod tests {
             ("\"a JSON string\"", "json"),
             ("{\"truncated\": ", "dead"),
             ("[1,2", "dead"),
+            ("{\"ns\":1,\"ns\":2}", "json"),
         ];
         for (body, want) in cases {
-            let e = event(EventBody::Text(body.into()));
-            let got = match classify(&e) {
-                Ok(Body::Json(_)) => "json",
-                Ok(Body::Text(_)) => "text",
-                Err(_) => "dead",
-            };
-            assert_eq!(got, want, "{body:?}");
+            assert_eq!(classify(body), want, "{body:?}");
         }
     }
 
     #[test]
     fn pretty_json_is_put_on_one_line() {
         let e = event(EventBody::Text("{\n \"a\": \"x y\"\n}\n".into()));
-        match classify(&e).unwrap() {
+        let text = body_text(&e).unwrap();
+        match decode(&text).unwrap().body {
             Body::Json(j) => assert_eq!(j, "{\"a\":\"x y\"}"),
             Body::Text(_) => panic!("should be JSON"),
         }
@@ -267,13 +355,17 @@ mod tests {
     #[test]
     fn invalid_utf8_is_undecodable() {
         let e = event(EventBody::Bytes(vec![0, 0xff, 0x10, 0x80]));
-        assert!(classify(&e).unwrap_err().0.contains("UTF-8"));
+        assert!(body_text(&e).unwrap_err().0.contains("UTF-8"));
+    }
+
+    fn parsed(json: &str) -> Parsed<'_> {
+        decode(json).unwrap().parsed
     }
 
     #[test]
     fn change_events_yield_their_fields() {
         let json = r#"{"_id":{"_data":"8267"},"operationType":"insert","clusterTime":{"$timestamp":{"t":1736937173,"i":1}},"ns":{"db":"shop","coll":"orders"},"documentKey":{"_id":{"$oid":"6787"}},"fullDocument":{"x":1}}"#;
-        let p = Parsed::from_json(json);
+        let p = parsed(json);
         assert!(p.is_change_event);
         assert_eq!(p.operation_type.as_deref(), Some("insert"));
         assert_eq!(p.database.as_deref(), Some("shop"));
@@ -284,9 +376,55 @@ mod tests {
     }
 
     #[test]
+    fn records_are_valid_json_in_the_documented_order() {
+        let json = r#"{"operationType":"insert","ns":{"db":"d\"q","coll":"c"},"fullDocument":{"x":[1,{"y":null}]}}"#;
+        let p = parsed(json);
+        let mut out = Vec::new();
+        Record {
+            event_id: "id",
+            processed_timestamp: "t",
+            partition_id: "0",
+            offset: None,
+            sequence_number: -5,
+            enqueued_time: Some("e"),
+            parsed: &p,
+            body: Body::Json(json),
+            partition_key: Some("k\n"),
+            properties: None,
+        }
+        .write(&mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["database_name"], "d\"q");
+        assert_eq!(v["full_document"]["x"][1]["y"], serde_json::Value::Null);
+        assert_eq!(v["sequence_number"], -5);
+        assert_eq!(v["partition_key"], "k\n");
+        let text = String::from_utf8(out).unwrap();
+        let keys = [
+            "event_id",
+            "processed_timestamp",
+            "partition_id",
+            "offset",
+            "sequence_number",
+            "enqueued_time",
+            "operation_type",
+            "database_name",
+            "collection_name",
+            "document_key",
+            "full_document",
+            "update_description",
+            "cluster_time",
+            "raw_event",
+            "partition_key",
+            "properties",
+        ];
+        let positions: Vec<_> = keys.iter().map(|k| text.find(&format!("\"{k}\":")).unwrap()).collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{text}");
+    }
+
+    #[test]
     fn odd_shapes_are_not_change_events() {
         for json in [r#"{"operationType":5}"#, "[1]", r#"{"ns":"x"}"#, "7"] {
-            assert!(!Parsed::from_json(json).is_change_event, "{json}");
+            assert!(!parsed(json).is_change_event, "{json}");
         }
     }
 

@@ -18,7 +18,7 @@ use crate::lake::encode::{decode_object, JsonLinesEncoder};
 use crate::lake::layout::{self, PathValues, Token};
 use crate::lake::receipt::{ObjectKind, Receipt, ReceiptObject};
 use crate::lake::{digest_hex, Lake, LakeError, ObjectAttributes, PutOutcome};
-use event::{Body, DeadLetter, Parsed, RawEvent, Record, DEFAULT_ROUTE, NO_ROUTE};
+use event::{Body, DeadLetter, Decoded, Parsed, Record, DEFAULT_ROUTE, NO_ROUTE};
 
 /// Why a batch was not written.
 #[derive(Debug, thiserror::Error)]
@@ -235,8 +235,31 @@ struct DeadGroup {
     sequence_numbers: Vec<i64>,
 }
 
-/// Decodes, routes and encodes a batch (CPU-bound). Returns the partition id used in
-/// names and the objects to upload, data objects in path order then dead letters.
+/// A batch decoded, routed and encoded, ready to upload.
+pub struct PreparedBatch {
+    /// The partition id used in names.
+    pub partition_id: String,
+    objects: Vec<PendingObject>,
+}
+
+impl PreparedBatch {
+    /// The objects to write, data objects in path order then dead letters.
+    pub fn objects(&self) -> impl Iterator<Item = &ReceiptObject> {
+        self.objects.iter().map(|p| &p.entry)
+    }
+}
+
+/// Decodes, routes and encodes a batch: the CPU-bound half of [`Ingestor::ingest`],
+/// public so benchmarks can measure it without storage.
+pub fn prepare_batch(
+    settings: &Settings,
+    batch: &EventHubBatch,
+    now: DateTime<Utc>,
+) -> Result<PreparedBatch, IngestError> {
+    let (partition_id, objects) = encode_batch(settings, batch, now)?;
+    Ok(PreparedBatch { partition_id, objects })
+}
+
 fn encode_batch(
     settings: &Settings,
     batch: &EventHubBatch,
@@ -245,10 +268,12 @@ fn encode_batch(
     let partition_id = naming_partition(batch);
     let processed = event::format_time(now);
     let ctx = &batch.partition;
-    let mut groups: BTreeMap<GroupKey, Group> = BTreeMap::new();
+    let mut groups: Vec<(GroupKey, Group)> = Vec::new();
     let mut dead: BTreeMap<DateTime<Utc>, DeadGroup> = BTreeMap::new();
     let mut line = Vec::with_capacity(4096);
-    let size_hint = batch.body_bytes() + batch.events.len() * 400;
+    // Start small: a batch may fan out to many routes; buffers grow as needed.
+    let size_hint = (batch.body_bytes() + batch.events.len() * 400).min(1 << 20);
+    let mut route_cache: Vec<(GroupKey, usize)> = Vec::new();
 
     for ev in &batch.events {
         let hour_of = |t: Option<DateTime<Utc>>| -> Result<DateTime<Utc>, IngestError> {
@@ -261,26 +286,42 @@ fn encode_batch(
             })?;
             Ok(truncate_to_hour(t))
         };
-        let body = match event::classify(ev) {
-            Ok(body) => body,
-            Err(event::Undecodable(reason)) => {
-                let hour = truncate_to_hour(ev.enqueued_time.unwrap_or(now));
-                let group = dead.entry(hour).or_insert_with(|| DeadGroup {
-                    lines: JsonLinesEncoder::new(Compression::None, 0),
-                    sequence_numbers: Vec::new(),
-                });
-                line.clear();
-                write_dead_letter(&mut line, ev, reason, batch, &partition_id, &processed);
-                group.lines.push_line(&line);
-                group.sequence_numbers.push(ev.sequence_number);
+        let text = match event::body_text(ev) {
+            Ok(text) => text,
+            Err(undecodable) => {
+                dead_letter(
+                    &mut dead,
+                    &mut line,
+                    ev,
+                    undecodable,
+                    batch,
+                    &partition_id,
+                    &processed,
+                    now,
+                );
                 continue;
             }
         };
-        let json_text = match &body {
-            Body::Json(j) => Some(j.as_ref()),
+        let Decoded { body, parsed } = match event::decode(&text) {
+            Ok(decoded) => decoded,
+            Err(undecodable) => {
+                dead_letter(
+                    &mut dead,
+                    &mut line,
+                    ev,
+                    undecodable,
+                    batch,
+                    &partition_id,
+                    &processed,
+                    now,
+                );
+                continue;
+            }
+        };
+        let json_text = match body {
+            Body::Json(j) => Some(j),
             Body::Text(_) => None,
         };
-        let parsed = json_text.map(Parsed::from_json).unwrap_or_default();
         let (database, collection) = route(settings, &parsed, json_text);
         let hour = match settings.time_source {
             TimeSource::Enqueued => hour_of(ev.enqueued_time)?,
@@ -290,29 +331,60 @@ fn encode_batch(
                 None => hour_of(ev.enqueued_time)?,
             },
         };
-        let template = &settings.path_template;
-        let key = GroupKey {
-            hour,
-            database: layout::sanitize_segment(&database),
-            collection: layout::sanitize_segment(&collection),
-            // Split by operation only when the layout asks for it.
-            operation: if template.uses(Token::Operation) {
-                layout::sanitize_segment(parsed.operation_type.as_deref().unwrap_or(DEFAULT_ROUTE))
-            } else {
-                String::new()
-            },
+        // Split by operation only when the layout asks for it.
+        let operation = match settings.path_template.uses(Token::Operation) {
+            true => parsed.operation_type.as_deref().unwrap_or(DEFAULT_ROUTE),
+            false => "",
         };
-        let group = groups.entry(key).or_insert_with(|| Group {
-            encoder: JsonLinesEncoder::new(settings.compression, size_hint),
-            sequence_numbers: Vec::new(),
+        // Most events of a batch share a few routes: find the group by the raw route
+        // without sanitising or allocating per event.
+        let known = route_cache.iter().find(|(raw, _)| {
+            raw.hour == hour && raw.database == database && raw.collection == collection && raw.operation == operation
         });
+        let index = match known {
+            Some((_, index)) => *index,
+            None => {
+                let key = GroupKey {
+                    hour,
+                    database: layout::sanitize_segment(&database),
+                    collection: layout::sanitize_segment(&collection),
+                    operation: if operation.is_empty() {
+                        String::new()
+                    } else {
+                        layout::sanitize_segment(operation)
+                    },
+                };
+                // Distinct raw values can sanitise alike ("a/b", "a_b"): one group.
+                let index = match groups.iter().position(|(k, _)| *k == key) {
+                    Some(i) => i,
+                    None => {
+                        let group = Group {
+                            encoder: JsonLinesEncoder::new(settings.compression, size_hint),
+                            sequence_numbers: Vec::new(),
+                        };
+                        groups.push((key, group));
+                        groups.len() - 1
+                    }
+                };
+                let raw = GroupKey {
+                    hour,
+                    database: database.to_string(),
+                    collection: collection.to_string(),
+                    operation: operation.to_string(),
+                };
+                route_cache.push((raw, index));
+                index
+            }
+        };
+        let group = &mut groups[index].1;
         line.clear();
-        write_record(&mut line, ev, &body, &parsed, batch, &partition_id, &processed)?;
+        write_record(&mut line, ev, body, &parsed, batch, &partition_id, &processed);
         group.encoder.push_line(&line);
         group.sequence_numbers.push(ev.sequence_number);
     }
 
     let mut pending = Vec::with_capacity(groups.len() + dead.len());
+    groups.sort_by(|a, b| a.0.cmp(&b.0));
     for (key, group) in groups {
         let (first, last) = seq_bounds(&group.sequence_numbers);
         let path = settings.path_template.render(
@@ -477,12 +549,12 @@ fn route<'a>(
 fn write_record(
     out: &mut Vec<u8>,
     ev: &EventData,
-    body: &Body<'_>,
+    body: Body<'_>,
     parsed: &Parsed<'_>,
     batch: &EventHubBatch,
     partition_id: &str,
     processed: &str,
-) -> Result<(), IngestError> {
+) {
     let fallback_id;
     let event_id = match &parsed.resume_token {
         Some(token) => token.as_ref(),
@@ -498,34 +570,41 @@ fn write_record(
         }
     };
     let enqueued = ev.enqueued_time.map(event::format_time);
-    let raw_json;
-    let raw_event = match body {
-        Body::Json(text) => {
-            raw_json = serde_json::from_str::<&serde_json::value::RawValue>(text)
-                .map_err(|e| IngestError::BadBatch(format!("event {}: {e}", ev.sequence_number)))?;
-            RawEvent::Json(raw_json)
-        }
-        Body::Text(t) => RawEvent::Text(t),
-    };
-    let record = Record {
+    Record {
         event_id,
         processed_timestamp: processed,
         partition_id,
         offset: ev.offset.as_deref(),
         sequence_number: ev.sequence_number,
         enqueued_time: enqueued.as_deref(),
-        operation_type: parsed.operation_type.as_deref(),
-        database_name: parsed.database.as_deref(),
-        collection_name: parsed.collection.as_deref(),
-        document_key: parsed.change.document_key,
-        full_document: parsed.change.full_document,
-        update_description: parsed.change.update_description,
-        cluster_time: parsed.change.cluster_time,
-        raw_event,
+        parsed,
+        body,
         partition_key: ev.partition_key.as_deref(),
         properties: ev.properties.as_deref(),
-    };
-    serde_json::to_writer(&mut *out, &record).map_err(|e| IngestError::BadBatch(e.to_string()))
+    }
+    .write(out);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn dead_letter(
+    dead: &mut BTreeMap<DateTime<Utc>, DeadGroup>,
+    line: &mut Vec<u8>,
+    ev: &EventData,
+    event::Undecodable(reason): event::Undecodable,
+    batch: &EventHubBatch,
+    partition_id: &str,
+    processed: &str,
+    now: DateTime<Utc>,
+) {
+    let hour = truncate_to_hour(ev.enqueued_time.unwrap_or(now));
+    let group = dead.entry(hour).or_insert_with(|| DeadGroup {
+        lines: JsonLinesEncoder::new(Compression::None, 0),
+        sequence_numbers: Vec::new(),
+    });
+    line.clear();
+    write_dead_letter(line, ev, reason, batch, partition_id, processed);
+    group.lines.push_line(line);
+    group.sequence_numbers.push(ev.sequence_number);
 }
 
 fn write_dead_letter(
