@@ -247,6 +247,11 @@ impl PreparedBatch {
     pub fn objects(&self) -> impl Iterator<Item = &ReceiptObject> {
         self.objects.iter().map(|p| &p.entry)
     }
+
+    /// Each object with its bytes as they would be stored.
+    pub fn contents(&self) -> impl Iterator<Item = (&ReceiptObject, &[u8])> {
+        self.objects.iter().map(|p| (&p.entry, &p.bytes[..]))
+    }
 }
 
 /// Decodes, routes and encodes a batch: the CPU-bound half of [`Ingestor::ingest`],
