@@ -98,10 +98,7 @@ pub struct ObjectStoreEnv {
 impl ObjectStoreEnv {
     /// Value of one variable.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.vars
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -114,10 +111,7 @@ impl ObjectStoreEnv {
 pub fn object_store_env(base_url: &str, container: &str) -> ObjectStoreEnv {
     let pairs = [
         ("AZURE_STORAGE_USE_EMULATOR", "true".to_string()),
-        (
-            "AZURITE_BLOB_STORAGE_URL",
-            base_url.trim_end_matches('/').to_string(),
-        ),
+        ("AZURITE_BLOB_STORAGE_URL", base_url.trim_end_matches('/').to_string()),
         ("AZURE_STORAGE_ACCOUNT_NAME", DEV_ACCOUNT.to_string()),
         ("AZURE_STORAGE_ACCOUNT_KEY", DEV_ACCOUNT_KEY.to_string()),
     ];
@@ -195,6 +189,7 @@ impl AzuriteBuilder {
             location,
             port: 0,
             proc: None,
+            last_out: None,
         };
         let mut last = None;
         for _ in 0..5 {
@@ -219,6 +214,8 @@ pub struct Azurite {
     location: tempfile::TempDir,
     port: u16,
     proc: Option<Proc>,
+    /// Output of the current or most recent process.
+    last_out: Option<Arc<Captured>>,
 }
 
 #[derive(Debug)]
@@ -381,7 +378,7 @@ impl Azurite {
 
     /// Captured stdout and stderr of the current (or last) Azurite process.
     pub fn output(&self) -> String {
-        self.proc.as_ref().map(|p| p.out.text()).unwrap_or_default()
+        self.last_out.as_ref().map(|o| o.text()).unwrap_or_default()
     }
 
     /// Environment for a child process using object_store's emulator mode.
@@ -496,6 +493,7 @@ impl Azurite {
             spawn_reader(s, out.clone(), true);
         }
         let stdin = child.stdin.take();
+        self.last_out = Some(out.clone());
         let pgid = libc::pid_t::try_from(child.id()).unwrap_or(0);
         let mut proc = Proc {
             child,
@@ -523,12 +521,7 @@ impl Azurite {
                     SpawnError::Fatal(Error::new(msg))
                 });
             }
-            let listening = proc
-                .out
-                .stdout
-                .lock()
-                .map(|s| s.contains(&marker))
-                .unwrap_or(false);
+            let listening = proc.out.stdout.lock().map(|s| s.contains(&marker)).unwrap_or(false);
             if listening && probe(self.addr()).await {
                 self.proc = Some(proc);
                 return Ok(());
@@ -560,17 +553,12 @@ impl Drop for Azurite {
 async fn probe(addr: SocketAddr) -> bool {
     let attempt = async {
         let mut s = TcpStream::connect(addr).await.ok()?;
-        let req = format!(
-            "GET /{DEV_ACCOUNT}?comp=list HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        );
+        let req = format!("GET /{DEV_ACCOUNT}?comp=list HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
         s.write_all(req.as_bytes()).await.ok()?;
         let mut r = BufReader::new(s);
         let head = http1::read_head(&mut r).await.ok()??;
         head.status().ok()?;
-        Some(
-            head.header("server")
-                .is_some_and(|v| v.starts_with("Azurite")),
-        )
+        Some(head.header("server").is_some_and(|v| v.starts_with("Azurite")))
     };
     matches!(
         tokio::time::timeout(Duration::from_secs(2), attempt).await,
@@ -618,9 +606,7 @@ pub async fn create_container_at(addr: SocketAddr, name: &str) -> Result<bool> {
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
-    req.push_str(&format!(
-        "Authorization: {auth}\r\nConnection: close\r\n\r\n"
-    ));
+    req.push_str(&format!("Authorization: {auth}\r\nConnection: close\r\n\r\n"));
 
     let exchange = async {
         let mut s = TcpStream::connect(addr).await?;
@@ -640,11 +626,7 @@ pub async fn create_container_at(addr: SocketAddr, name: &str) -> Result<bool> {
     };
     let (head, body) = tokio::time::timeout(Duration::from_secs(10), exchange)
         .await
-        .map_err(|_| {
-            Error::new(format!(
-                "create container {name}: timed out talking to {addr}"
-            ))
-        })?
+        .map_err(|_| Error::new(format!("create container {name}: timed out talking to {addr}")))?
         .map_err(|e| Error::new(format!("create container {name} at {addr}: {e}")))?;
     match head.status().map_err(|e| Error::new(e.to_string()))? {
         201 => Ok(true),
@@ -677,10 +659,7 @@ mod tests {
         let env = object_store_env("http://127.0.0.1:1234/", "lake");
         assert_eq!(env.lake_url, "az://lake");
         assert_eq!(env.get("AZURE_STORAGE_USE_EMULATOR"), Some("true"));
-        assert_eq!(
-            env.get("AZURITE_BLOB_STORAGE_URL"),
-            Some("http://127.0.0.1:1234")
-        );
+        assert_eq!(env.get("AZURITE_BLOB_STORAGE_URL"), Some("http://127.0.0.1:1234"));
         assert_eq!(env.get("AZURE_STORAGE_ACCOUNT_NAME"), Some(DEV_ACCOUNT));
         assert_eq!(env.get("AZURE_STORAGE_ACCOUNT_KEY"), Some(DEV_ACCOUNT_KEY));
     }

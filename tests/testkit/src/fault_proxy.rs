@@ -55,6 +55,13 @@ pub enum Fault {
     Close,
     /// Wait this long, then forward.
     Latency(Duration),
+    /// Forward, then hold the response this long before relaying it (the
+    /// server has already acted on the request when the client times out).
+    SlowResponse(Duration),
+    /// Forward (the server acts on the request), read the response, then
+    /// reset the client connection instead of relaying it: "the write
+    /// succeeded but the acknowledgement was lost".
+    LoseResponse,
 }
 
 impl Fault {
@@ -66,6 +73,8 @@ impl Fault {
             Fault::Reset => "reset",
             Fault::Close => "close",
             Fault::Latency(_) => "latency",
+            Fault::SlowResponse(_) => "slow-response",
+            Fault::LoseResponse => "lose-response",
         }
     }
 }
@@ -131,6 +140,16 @@ impl Rule {
         Self::new(Fault::Latency(delay))
     }
 
+    /// Forward, then hold the response for `delay`.
+    pub fn slow_response(delay: Duration) -> Self {
+        Self::new(Fault::SlowResponse(delay))
+    }
+
+    /// Forward, then drop the response and reset the client connection.
+    pub fn lose_response() -> Self {
+        Self::new(Fault::LoseResponse)
+    }
+
     /// Forward matching requests unchanged (shields them from later rules).
     pub fn pass_through() -> Self {
         Self::new(Fault::PassThrough)
@@ -168,13 +187,8 @@ impl Rule {
     }
 
     fn matches(&self, method: &str, target: &str) -> bool {
-        self.method
-            .as_deref()
-            .is_none_or(|m| m.eq_ignore_ascii_case(method))
-            && self
-                .path_contains
-                .as_deref()
-                .is_none_or(|p| target.contains(p))
+        self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && self.path_contains.as_deref().is_none_or(|p| target.contains(p))
     }
 }
 
@@ -199,8 +213,10 @@ pub struct ProxyStats {
     pub resets: u64,
     /// Connections closed by a [`Fault::Close`] rule.
     pub closes: u64,
-    /// Requests delayed by a [`Fault::Latency`] rule.
+    /// Requests delayed by a [`Fault::Latency`] or [`Fault::SlowResponse`] rule.
     pub delayed: u64,
+    /// Responses dropped by a [`Fault::LoseResponse`] rule.
+    pub lost_responses: u64,
     /// Requests that could not be forwarded (upstream refused or broke); the
     /// client connection is reset.
     pub upstream_errors: u64,
@@ -209,9 +225,9 @@ pub struct ProxyStats {
 }
 
 impl ProxyStats {
-    /// All injected faults: statuses + resets + closes + delays.
+    /// All injected faults: statuses + resets + closes + delays + lost responses.
     pub fn faults(&self) -> u64 {
-        self.injected_status + self.resets + self.closes + self.delayed
+        self.injected_status + self.resets + self.closes + self.delayed + self.lost_responses
     }
 }
 
@@ -224,6 +240,9 @@ pub struct LoggedRequest {
     pub target: String,
     /// What the proxy did ([`Fault::PassThrough`] when forwarded unchanged).
     pub action: Fault,
+    /// Status the client received: the injected one, or Azurite's (`None`
+    /// for resets/closes, upstream failures, or while the response is in flight).
+    pub status: Option<u16>,
 }
 
 const MAX_LOG: usize = 100_000;
@@ -250,7 +269,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    fn decide(&self, method: &str, target: &str) -> Fault {
+    /// Picks the action for a request and logs it; returns the log slot.
+    fn decide(&self, method: &str, target: &str) -> (Fault, Option<usize>) {
         let mut rules = lock(&self.rules);
         let mut rng = lock(&self.rng);
         let mut action = Fault::PassThrough;
@@ -279,14 +299,24 @@ impl Shared {
         drop(rng);
         drop(rules);
         let mut log = lock(&self.log);
-        if log.len() < MAX_LOG {
+        let slot = (log.len() < MAX_LOG).then(|| {
             log.push(LoggedRequest {
                 method: method.to_string(),
                 target: target.to_string(),
                 action: action.clone(),
+                status: None,
             });
+            log.len() - 1
+        });
+        (action, slot)
+    }
+
+    fn log_status(&self, slot: Option<usize>, status: u16) {
+        if let Some(i) = slot {
+            if let Some(entry) = lock(&self.log).get_mut(i) {
+                entry.status = Some(status);
+            }
         }
-        action
     }
 
     fn stat(&self, f: impl FnOnce(&mut ProxyStats)) {
@@ -539,12 +569,7 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-fn injected_response(
-    status: u16,
-    retry_after: Option<u64>,
-    head_only: bool,
-    close: bool,
-) -> Vec<u8> {
+fn injected_response(status: u16, retry_after: Option<u64>, head_only: bool, close: bool) -> Vec<u8> {
     let code = match status {
         500 => "InternalError",
         503 => "ServerBusy",
@@ -574,8 +599,7 @@ fn injected_response(
 }
 
 fn wants_close(head: &Head) -> bool {
-    head.has_token("connection", "close")
-        || (head.is_http10() && !head.has_token("connection", "keep-alive"))
+    head.has_token("connection", "close") || (head.is_http10() && !head.has_token("connection", "keep-alive"))
 }
 
 fn reset(cr: BufReader<OwnedReadHalf>, cw: BufWriter<OwnedWriteHalf>) {
@@ -605,22 +629,17 @@ async fn serve_connection(client: TcpStream, target: SocketAddr, shared: &Shared
         };
         if head.has_token("expect", "100-continue") {
             head.remove_header("expect");
-            if kind != BodyKind::Empty {
-                if cw
-                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                    .await
-                    .is_err()
-                    || cw.flush().await.is_err()
-                {
-                    return;
-                }
+            if kind != BodyKind::Empty
+                && (cw.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() || cw.flush().await.is_err())
+            {
+                return;
             }
         }
         let Ok(body) = http1::read_body_raw(&mut cr, kind, http1::MAX_BUFFERED_BODY).await else {
             return;
         };
         let client_close = wants_close(&head);
-        let action = shared.decide(&method, &path);
+        let (action, slot) = shared.decide(&method, &path);
         match action {
             Fault::Reset => {
                 shared.stat(|s| s.resets += 1);
@@ -631,20 +650,13 @@ async fn serve_connection(client: TcpStream, target: SocketAddr, shared: &Shared
                 shared.stat(|s| s.closes += 1);
                 return;
             }
-            Fault::Status {
-                status,
-                retry_after,
-            } => {
+            Fault::Status { status, retry_after } => {
+                shared.log_status(slot, status);
                 shared.stat(|s| {
                     s.injected_status += 1;
                     *s.by_status.entry(status).or_default() += 1;
                 });
-                let resp = injected_response(
-                    status,
-                    retry_after,
-                    method.eq_ignore_ascii_case("HEAD"),
-                    client_close,
-                );
+                let resp = injected_response(status, retry_after, method.eq_ignore_ascii_case("HEAD"), client_close);
                 if cw.write_all(&resp).await.is_err() || cw.flush().await.is_err() || client_close {
                     return;
                 }
@@ -654,11 +666,24 @@ async fn serve_connection(client: TcpStream, target: SocketAddr, shared: &Shared
                 shared.stat(|s| s.delayed += 1);
                 tokio::time::sleep(d).await;
             }
+            Fault::SlowResponse(_) => shared.stat(|s| s.delayed += 1),
+            Fault::LoseResponse => shared.stat(|s| s.lost_responses += 1),
             Fault::PassThrough => {}
         }
+        let mode = match action {
+            Fault::SlowResponse(d) => Relay::After(d),
+            Fault::LoseResponse => Relay::Drop,
+            _ => Relay::Now,
+        };
         shared.stat(|s| s.forwarded += 1);
-        match forward(&mut upstream, target, &head, &body, &method, &mut cw).await {
-            Ok(close) => {
+        match forward(&mut upstream, target, &head, &body, &method, mode, &mut cw).await {
+            Ok((status, _)) if mode == Relay::Drop => {
+                shared.log_status(slot, status);
+                reset(cr, cw);
+                return;
+            }
+            Ok((status, close)) => {
+                shared.log_status(slot, status);
                 if client_close || close {
                     let _ = cw.shutdown().await;
                     return;
@@ -686,15 +711,26 @@ enum ForwardError {
     MidResponse(#[allow(dead_code)] io::Error),
 }
 
-/// Forwards one request; returns whether the connection must close after it.
+/// What to do with the upstream response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Relay {
+    Now,
+    After(Duration),
+    /// Read it completely (keeping the upstream connection in sync) and discard it.
+    Drop,
+}
+
+/// Forwards one request; returns the response status and whether the
+/// connection must close after it.
 async fn forward(
     upstream: &mut Option<Upstream>,
     target: SocketAddr,
     head: &Head,
     body: &[u8],
     method: &str,
+    relay: Relay,
     cw: &mut BufWriter<OwnedWriteHalf>,
-) -> Result<bool, ForwardError> {
+) -> Result<(u16, bool), ForwardError> {
     let mut request = head.to_bytes();
     request.extend_from_slice(body);
 
@@ -702,11 +738,7 @@ async fn forward(
     let mut resp_head = loop {
         let up = match upstream {
             Some(u) => u,
-            None => upstream.insert(
-                Upstream::connect(target)
-                    .await
-                    .map_err(ForwardError::BeforeResponse)?,
-            ),
+            None => upstream.insert(Upstream::connect(target).await.map_err(ForwardError::BeforeResponse)?),
         };
         let sent = async {
             up.w.write_all(&request).await?;
@@ -743,7 +775,9 @@ async fn forward(
         loop {
             let status = resp_head.status()?;
             if (100..200).contains(&status) && status != 101 {
-                cw.write_all(&resp_head.to_bytes()).await?;
+                if relay != Relay::Drop {
+                    cw.write_all(&resp_head.to_bytes()).await?;
+                }
                 resp_head = http1::read_head(&mut up.r)
                     .await?
                     .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "EOF after 1xx"))?;
@@ -752,18 +786,26 @@ async fn forward(
             }
         }
         let kind = resp_head.response_body(method)?;
-        cw.write_all(&resp_head.to_bytes()).await?;
-        http1::copy_body(&mut up.r, cw, kind).await?;
-        cw.flush().await?;
-        Ok::<bool, io::Error>(kind == BodyKind::UntilClose || wants_close(&resp_head))
+        if relay == Relay::Drop {
+            http1::copy_body(&mut up.r, &mut tokio::io::sink(), kind).await?;
+        } else {
+            if let Relay::After(d) = relay {
+                tokio::time::sleep(d).await;
+            }
+            cw.write_all(&resp_head.to_bytes()).await?;
+            http1::copy_body(&mut up.r, cw, kind).await?;
+            cw.flush().await?;
+        }
+        let close = kind == BodyKind::UntilClose || wants_close(&resp_head);
+        Ok::<(u16, bool), io::Error>((resp_head.status()?, close))
     }
     .await;
     match result {
-        Ok(close) => {
+        Ok((status, close)) => {
             if close {
                 *upstream = None;
             }
-            Ok(close)
+            Ok((status, close))
         }
         Err(e) => {
             *upstream = None;
@@ -824,14 +866,10 @@ mod tests {
                             raw
                         };
                         let resp: Vec<u8> = match (method.as_str(), path.as_str()) {
-                            ("GET", "/chunked") => {
-                                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                            ("GET", "/chunked") => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
                                 5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
-                                    .to_vec()
-                            }
-                            ("HEAD", _) => {
-                                b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n".to_vec()
-                            }
+                                .to_vec(),
+                            ("HEAD", _) => b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n".to_vec(),
                             (_, "/nocontent") => b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(),
                             ("PUT", "/echo") => {
                                 let mut v = format!(
@@ -890,10 +928,7 @@ mod tests {
         let (st, _, body) = read_response(&mut r, "GET").await;
         assert_eq!((st, body.as_slice()), (200, &b"hello world"[..]));
         let (st, h, body) = read_response(&mut r, "HEAD").await;
-        assert_eq!(
-            (st, h.header("content-length"), body.len()),
-            (200, Some("100"), 0)
-        );
+        assert_eq!((st, h.header("content-length"), body.len()), (200, Some("100"), 0));
         let (st, _, body) = read_response(&mut r, "GET").await;
         assert_eq!((st, body.len()), (204, 0));
 
@@ -908,11 +943,9 @@ mod tests {
         assert_eq!((st, body.as_slice()), (201, &b"abcde"[..]));
 
         // Expect: 100-continue is answered by the proxy and not forwarded.
-        w.write_all(
-            b"PUT /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
-        )
-        .await
-        .unwrap();
+        w.write_all(b"PUT /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+            .await
+            .unwrap();
         let h = http1::read_head(&mut r).await.unwrap().unwrap();
         assert_eq!(h.status().unwrap(), 100);
         w.write_all(b"xyz").await.unwrap();
@@ -928,16 +961,11 @@ mod tests {
             .await
             .unwrap();
         let (st, h, _) = read_response(&mut r, "PUT").await;
-        assert_eq!(
-            (st, h.header("x-ms-error-code")),
-            (500, Some("InternalError"))
-        );
+        assert_eq!((st, h.header("x-ms-error-code")), (500, Some("InternalError")));
         assert_eq!(proxy.fired(id), 1);
 
         // Until-close response: relayed, then the proxy closes the client side.
-        w.write_all(b"GET /close HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
+        w.write_all(b"GET /close HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
         let (st, _, body) = read_response(&mut r, "GET").await;
         assert_eq!((st, body.as_slice()), (200, &b"bye"[..]));
         let mut rest = Vec::new();
@@ -963,6 +991,8 @@ mod tests {
                 retry_after: None
             }
         );
+        let statuses: Vec<_> = log.iter().map(|e| e.status).collect();
+        assert_eq!(statuses, [200, 200, 204, 201, 201, 500, 200].map(Some).to_vec());
     }
 
     #[tokio::test]
@@ -977,9 +1007,7 @@ mod tests {
                     let (r, mut w) = s.into_split();
                     let mut r = BufReader::new(r);
                     if let Ok(Some(_)) = http1::read_head(&mut r).await {
-                        let _ = w
-                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                            .await;
+                        let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
                     }
                 });
             }
@@ -989,9 +1017,7 @@ mod tests {
         let (r, mut w) = s.into_split();
         let mut r = BufReader::new(r);
         for _ in 0..3 {
-            w.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-                .await
-                .unwrap();
+            w.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
             let (st, _, body) = read_response(&mut r, "GET").await;
             assert_eq!((st, body.as_slice()), (200, &b"ok"[..]));
             tokio::time::sleep(Duration::from_millis(20)).await;

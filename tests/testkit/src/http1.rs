@@ -72,9 +72,7 @@ impl Head {
         let target = it.next().filter(|t| !t.is_empty());
         let version = it.next();
         match (method, target, version) {
-            (Some(m), Some(t), Some(v)) if v.starts_with("HTTP/1.") => {
-                Ok((m.to_string(), t.to_string()))
-            }
+            (Some(m), Some(t), Some(v)) if v.starts_with("HTTP/1.") => Ok((m.to_string(), t.to_string())),
             _ => Err(invalid(format!("bad request line: {:?}", self.start_line))),
         }
     }
@@ -113,11 +111,7 @@ impl Head {
     /// Body framing of a response with this head to a request with `method`.
     pub fn response_body(&self, method: &str) -> io::Result<BodyKind> {
         let status = self.status()?;
-        if method.eq_ignore_ascii_case("HEAD")
-            || (100..200).contains(&status)
-            || status == 204
-            || status == 304
-        {
+        if method.eq_ignore_ascii_case("HEAD") || (100..200).contains(&status) || status == 204 || status == 304 {
             return Ok(BodyKind::Empty);
         }
         if self.has_token("transfer-encoding", "chunked") {
@@ -166,10 +160,7 @@ pub(crate) enum BodyKind {
 
 /// Reads one CRLF- (or LF-) terminated line, bounded by `limit` bytes.
 /// Returns `None` at a clean EOF before any byte.
-async fn read_line<R: AsyncBufRead + Unpin>(
-    r: &mut R,
-    limit: usize,
-) -> io::Result<Option<Vec<u8>>> {
+async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, limit: usize) -> io::Result<Option<Vec<u8>>> {
     let mut line = Vec::new();
     loop {
         let buf = r.fill_buf().await?;
@@ -236,10 +227,7 @@ pub(crate) async fn read_head<R: AsyncBufRead + Unpin>(r: &mut R) -> io::Result<
         }
         headers.push((name.to_string(), value.trim().to_string()));
     }
-    Ok(Some(Head {
-        start_line,
-        headers,
-    }))
+    Ok(Some(Head { start_line, headers }))
 }
 
 /// Copies exactly `n` bytes from `r` to `w`.
@@ -286,16 +274,16 @@ where
                     .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "EOF in chunk"))?;
                 let text = String::from_utf8_lossy(&line);
                 let size_text = text.split(';').next().unwrap_or_default().trim();
-                let size = u64::from_str_radix(size_text, 16)
-                    .map_err(|_| invalid(format!("bad chunk size line {text:?}")))?;
+                let size =
+                    u64::from_str_radix(size_text, 16).map_err(|_| invalid(format!("bad chunk size line {text:?}")))?;
                 w.write_all(&line).await?;
                 w.write_all(b"\r\n").await?;
                 if size == 0 {
                     // Trailer section, ended by an empty line.
                     loop {
-                        let t = read_line(r, MAX_HEAD).await?.ok_or_else(|| {
-                            io::Error::new(io::ErrorKind::UnexpectedEof, "EOF in trailers")
-                        })?;
+                        let t = read_line(r, MAX_HEAD)
+                            .await?
+                            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "EOF in trailers"))?;
                         w.write_all(&t).await?;
                         w.write_all(b"\r\n").await?;
                         if t.is_empty() {
@@ -305,9 +293,9 @@ where
                 }
                 copy_exact(r, w, size).await?;
                 payload += size;
-                let crlf = read_line(r, 16).await?.ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::UnexpectedEof, "EOF after chunk")
-                })?;
+                let crlf = read_line(r, 16)
+                    .await?
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "EOF after chunk"))?;
                 if !crlf.is_empty() {
                     return Err(invalid("chunk not followed by CRLF"));
                 }
@@ -325,9 +313,7 @@ where
 {
     if let BodyKind::Length(n) = kind {
         if n > limit {
-            return Err(invalid(format!(
-                "body of {n} bytes exceeds the proxy limit"
-            )));
+            return Err(invalid(format!("body of {n} bytes exceeds the proxy limit")));
         }
     }
     let mut out = Vec::new();
@@ -353,8 +339,8 @@ pub(crate) fn dechunk(raw: &[u8]) -> io::Result<Vec<u8>> {
             .ok_or_else(|| invalid("truncated chunked body"))?;
         let text = String::from_utf8_lossy(&rest[..nl]);
         let size_text = text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_text, 16)
-            .map_err(|_| invalid(format!("bad chunk size line {text:?}")))?;
+        let size =
+            usize::from_str_radix(size_text, 16).map_err(|_| invalid(format!("bad chunk size line {text:?}")))?;
         rest = &rest[nl + 1..];
         if size == 0 {
             return Ok(out);

@@ -75,11 +75,32 @@
 //!   the same path-style URLs, and need no process environment:
 //!   [`azurite::object_store_builder`] / [`azurite::Azurite::object_store_builder`].
 //!
-//! Facts checked by this crate's tests against Azurite 3.37.0: `PutMode::Create`
-//! on an existing blob is answered 409 and surfaces as
+//! Facts checked by this crate's tests against Azurite 3.35.0: `PutMode::Create`
+//! (`If-None-Match: *`) on an existing blob is answered 409 and surfaces as
 //! `object_store::Error::AlreadyExists`; `Content-Type`, `Content-Encoding` and
-//! user metadata round-trip through `put_opts`/`get` attributes; listing with a
-//! prefix works; data survives [`azurite::Azurite::stop`] + `restart`.
+//! user metadata round-trip through `put_opts`/`get` attributes (the body comes
+//! back as stored, no transparent decoding); listing with a prefix works; data
+//! survives [`azurite::Azurite::stop`] + `restart`.
+//!
+//! Gotchas: `with_client_options(ClientOptions::new()...)` *replaces* the
+//! builder's client options, so call `.with_allow_http(true)` on the
+//! `ClientOptions` too (otherwise reqwest fails with "builder error: BadScheme"
+//! in endpoint mode; emulator mode forces allow_http itself). The development
+//! account key ends in `...K1SZFPTOtr/KBHBeksoGMGw==` ([`azurite::DEV_ACCOUNT_KEY`]).
+//!
+//! # Fault injection
+//!
+//! [`fault_proxy::FaultProxy`] sits between a client and Azurite and applies
+//! [`fault_proxy::Rule`]s per HTTP request: injected status (500/503/429 with
+//! `Retry-After`), connection reset, close, added latency, a slow response
+//! (the server acts, the client times out), a lost response (the server acts,
+//! the client sees a reset), and a full outage (`set_outage`: connections
+//! refused). Rules can match a method and a path substring, fire with a
+//! probability (seeded, deterministic for a given request order) and be
+//! limited to the first N matches or N faults. Point the handler at it with
+//! `azurite::object_store_env(&proxy.base_url(), "lake")`.
+//!
+//! All `async` functions need a tokio runtime (`#[tokio::test]` is enough).
 //!
 //! # Processes
 //!

@@ -6,8 +6,7 @@ use futures::TryStreamExt;
 use hub2lake_testkit::azurite::{Azurite, DEV_ACCOUNT};
 use object_store::path::Path;
 use object_store::{
-    Attribute, AttributeValue, Attributes, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
-    PutPayload, RetryConfig,
+    Attribute, AttributeValue, Attributes, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
 };
 
 fn no_retry() -> RetryConfig {
@@ -44,10 +43,7 @@ async fn object_store_against_azurite() {
         format!("http://127.0.0.1:{}/{DEV_ACCOUNT}", azurite.port())
     );
     assert!(azurite.create_container("lake").await.unwrap(), "created");
-    assert!(
-        !azurite.create_container("lake").await.unwrap(),
-        "409 is success"
-    );
+    assert!(!azurite.create_container("lake").await.unwrap(), "409 is success");
 
     let store = azurite
         .object_store_builder("lake")
@@ -57,10 +53,7 @@ async fn object_store_against_azurite() {
 
     // put / get
     let p = Path::from("events/2025/11/23/12/part-0001.jsonl");
-    store
-        .put(&p, PutPayload::from_static(b"{\"a\":1}\n"))
-        .await
-        .unwrap();
+    store.put(&p, PutPayload::from_static(b"{\"a\":1}\n")).await.unwrap();
     let got = store.get(&p).await.unwrap().bytes().await.unwrap();
     assert_eq!(&got[..], b"{\"a\":1}\n");
 
@@ -78,24 +71,15 @@ async fn object_store_against_azurite() {
         .put_opts(&r, PutPayload::from_static(b"two"), create())
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, object_store::Error::AlreadyExists { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, object_store::Error::AlreadyExists { .. }), "{err:?}");
     let kept = store.get(&r).await.unwrap().bytes().await.unwrap();
     assert_eq!(&kept[..], b"one");
 
     // Attributes round-trip.
     let mut attrs = Attributes::new();
-    attrs.insert(
-        Attribute::ContentType,
-        AttributeValue::from("application/x-ndjson"),
-    );
+    attrs.insert(Attribute::ContentType, AttributeValue::from("application/x-ndjson"));
     attrs.insert(Attribute::ContentEncoding, AttributeValue::from("gzip"));
-    attrs.insert(
-        Attribute::Metadata("batchid".into()),
-        AttributeValue::from("abc-123"),
-    );
+    attrs.insert(Attribute::Metadata("batchid".into()), AttributeValue::from("abc-123"));
     let a = Path::from("events/with-attrs.jsonl.gz");
     store
         .put_opts(
@@ -114,13 +98,9 @@ async fn object_store_against_azurite() {
         back.get(&Attribute::ContentType).map(|v| v.as_ref()),
         Some("application/x-ndjson")
     );
+    assert_eq!(back.get(&Attribute::ContentEncoding).map(|v| v.as_ref()), Some("gzip"));
     assert_eq!(
-        back.get(&Attribute::ContentEncoding).map(|v| v.as_ref()),
-        Some("gzip")
-    );
-    assert_eq!(
-        back.get(&Attribute::Metadata("batchid".into()))
-            .map(|v| v.as_ref()),
+        back.get(&Attribute::Metadata("batchid".into())).map(|v| v.as_ref()),
         Some("abc-123")
     );
     // The body comes back as stored (no transparent decoding).
@@ -148,19 +128,12 @@ async fn object_store_against_azurite() {
             "events/2025/11/23/13/part-0001.jsonl".to_string(),
         ]
     );
-    let receipts: Vec<_> = store
-        .list(Some(&Path::from("_receipts")))
-        .try_collect()
-        .await
-        .unwrap();
+    let receipts: Vec<_> = store.list(Some(&Path::from("_receipts"))).try_collect().await.unwrap();
     assert_eq!(receipts.len(), 1);
 
     // Missing blob -> NotFound.
     let err = store.get(&Path::from("nope")).await.unwrap_err();
-    assert!(
-        matches!(err, object_store::Error::NotFound { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, object_store::Error::NotFound { .. }), "{err:?}");
 }
 
 #[tokio::test]
@@ -174,13 +147,13 @@ async fn restart_keeps_data_on_the_same_port() {
         .build()
         .unwrap();
     let p = Path::from("before/outage.jsonl");
-    store
-        .put(&p, PutPayload::from_static(b"kept\n"))
-        .await
-        .unwrap();
+    store.put(&p, PutPayload::from_static(b"kept\n")).await.unwrap();
 
     azurite.stop().await.unwrap();
     assert!(!azurite.is_running());
+    let out = azurite.output();
+    assert!(out.contains("successfully listens on"), "{out}");
+    assert!(out.contains("successfully closed"), "graceful stop: {out}");
     assert!(azurite_pids_on(port).is_empty(), "azurite still running");
     let err = store
         .put(&Path::from("during/outage"), PutPayload::from_static(b"x"))
@@ -217,10 +190,7 @@ async fn drop_kills_azurite() {
     assert!(azurite_pids_on(port).is_empty(), "orphaned azurite");
     assert!(!location.exists(), "temp dir removed");
     if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-        let ss = std::process::Command::new("ss")
-            .args(["-ltnp"])
-            .output()
-            .unwrap();
+        let ss = std::process::Command::new("ss").args(["-ltnp"]).output().unwrap();
         panic!(
             "connected after drop: {:?} -> {:?}\n{}",
             s.local_addr(),

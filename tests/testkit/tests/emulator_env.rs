@@ -27,10 +27,7 @@ async fn env_for_object_store_drives_emulator_mode() {
         .build()
         .expect("build from env");
     let p = Path::from("from/env.jsonl");
-    store
-        .put(&p, PutPayload::from_static(b"env\n"))
-        .await
-        .unwrap();
+    store.put(&p, PutPayload::from_static(b"env\n")).await.unwrap();
 
     // Visible through the endpoint-mode builder too (same Azurite, same container).
     let other = azurite.object_store_builder("lake").build().unwrap();

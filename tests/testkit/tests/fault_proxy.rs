@@ -7,9 +7,7 @@ use hub2lake_testkit::azurite::{object_store_builder, Azurite};
 use hub2lake_testkit::fault_proxy::{Fault, FaultProxy, Rule};
 use object_store::azure::MicrosoftAzure;
 use object_store::path::Path;
-use object_store::{
-    BackoffConfig, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
-};
+use object_store::{BackoffConfig, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig};
 
 fn retry(max_retries: usize) -> RetryConfig {
     RetryConfig {
@@ -54,31 +52,40 @@ async fn pass_through_and_keep_alive() {
         let meta = store.head(&p).await.unwrap();
         assert_eq!(meta.size, 2);
     }
-    let listed: Vec<_> = store
-        .list(Some(&Path::from("data")))
-        .try_collect()
-        .await
-        .unwrap();
+    let listed: Vec<_> = store.list(Some(&Path::from("data"))).try_collect().await.unwrap();
     assert_eq!(listed.len(), 5);
     store.delete(&Path::from("data/0.jsonl")).await.unwrap();
+    // What Azurite answers to PutMode::Create on an existing blob (If-None-Match: *).
+    let create = || PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    let r = Path::from("_receipts/once");
+    store
+        .put_opts(&r, PutPayload::from_static(b"1"), create())
+        .await
+        .unwrap();
+    let err = store
+        .put_opts(&r, PutPayload::from_static(b"2"), create())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, object_store::Error::AlreadyExists { .. }), "{err:?}");
+    let log = proxy.requests();
+    let last = log.last().unwrap();
+    assert_eq!((last.method.as_str(), last.status), ("PUT", Some(409)));
     // Container creation through the proxy works as well.
-    assert!(
-        !hub2lake_testkit::azurite::create_container_at(proxy.addr(), "lake")
-            .await
-            .unwrap()
-    );
+    assert!(!hub2lake_testkit::azurite::create_container_at(proxy.addr(), "lake")
+        .await
+        .unwrap());
 
     let stats = proxy.stats();
-    assert_eq!(stats.requests, 5 * 3 + 1 + 1 + 1, "{stats:?}");
+    assert_eq!(stats.requests, 5 * 3 + 1 + 1 + 2 + 1, "{stats:?}");
     assert_eq!(stats.forwarded, stats.requests);
     assert_eq!(stats.faults(), 0);
     assert_eq!(stats.upstream_errors, 0);
     // object_store reuses its connection: far fewer connections than requests.
     assert!(stats.connections <= 3, "{stats:?}");
-    assert!(proxy
-        .requests()
-        .iter()
-        .all(|r| r.action == Fault::PassThrough));
+    assert!(proxy.requests().iter().all(|r| r.action == Fault::PassThrough));
 }
 
 #[tokio::test]
@@ -237,4 +244,52 @@ async fn handle_is_usable_from_another_thread() {
         .await
         .is_err());
     assert_eq!(proxy.fired(id), 1);
+}
+
+#[tokio::test]
+async fn lost_and_slow_responses_reach_the_server() {
+    let azurite = azurite_with_lake().await;
+    let proxy = FaultProxy::start(azurite.addr(), 8).await.unwrap();
+    let store = store_via(&proxy, 0);
+    let create = || PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+
+    // The write is applied, but the client never hears so...
+    let lose = proxy.add_rule(Rule::lose_response().method("PUT").first(1));
+    let r = Path::from("_receipts/lost-ack");
+    assert!(store
+        .put_opts(&r, PutPayload::from_static(b"1"), create())
+        .await
+        .is_err());
+    assert_eq!(proxy.fired(lose), 1);
+    assert_eq!(proxy.stats().lost_responses, 1);
+    let entry = proxy.requests().last().cloned().unwrap();
+    assert_eq!((entry.action, entry.status), (Fault::LoseResponse, Some(201)));
+    // ...so its retry finds the blob already there.
+    let err = store
+        .put_opts(&r, PutPayload::from_static(b"1"), create())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, object_store::Error::AlreadyExists { .. }), "{err:?}");
+
+    // A slow response: the server has acted long before the client hears back.
+    let fast = object_store_builder(&proxy.base_url(), "lake")
+        .with_retry(retry(0))
+        // with_client_options replaces the builder's options, allow_http included.
+        .with_client_options(
+            object_store::ClientOptions::new()
+                .with_allow_http(true)
+                .with_timeout(Duration::from_millis(300)),
+        )
+        .build()
+        .unwrap();
+    proxy.add_rule(Rule::slow_response(Duration::from_secs(1)).method("PUT").first(1));
+    let s = Path::from("data/slow");
+    let t = Instant::now();
+    let err = fast.put(&s, PutPayload::from_static(b"s")).await.unwrap_err();
+    assert!(t.elapsed() < Duration::from_millis(900), "{err}");
+    assert_eq!(proxy.stats().delayed, 1);
+    assert_eq!(&store.get(&s).await.unwrap().bytes().await.unwrap()[..], b"s");
 }
