@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod lake;
 pub mod seal;
 pub mod server;
+pub mod simulator;
 pub mod telemetry;
 
 /// The version written into object metadata, receipts and `/healthz`.

@@ -304,14 +304,21 @@ async fn seal(
         let bytes = read_body(&headers, body, state.settings.max_request_bytes).await?;
         let inv = Invocation::parse(&bytes)?;
         let timer = TimerInfo::from_invocation(&inv)?;
-        let report = crate::seal::run(&timer).await;
-        tracing::info!(
-            past_due = timer.is_past_due,
-            hours_sealed = report.hours_sealed,
-            "{}",
-            report.message
-        );
-        Ok(Json(InvocationResponse::with_logs(vec![report.message])))
+        let lake = state.ingestor.lake();
+        match crate::seal::run(&state.settings, lake, &timer, chrono::Utc::now()).await {
+            // `seal::run` logs its own summary; the host gets the same lines.
+            Ok(report) => Ok(Json(InvocationResponse::with_logs(report.log_lines()))),
+            Err(e) => {
+                tracing::error!(error = %e, retryable = e.is_retryable(), "seal run failed; answering 500");
+                if matches!(e, crate::seal::SealError::Lake(_)) {
+                    state.health.storage_error(&e.to_string());
+                }
+                Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("seal run failed: {e}"),
+                ))
+            }
+        }
     }
     .instrument(span)
     .await

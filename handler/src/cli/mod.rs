@@ -1,6 +1,8 @@
 //! The operator CLI (`hub2lake`): thin commands over the library.
 
+pub mod demo;
 mod package;
+pub mod simulate;
 
 use std::process::ExitCode;
 
@@ -17,16 +19,32 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Assemble the deployable Functions app folder (host.json, functions/, handler) and a zip.
-    #[command(after_help = "Example:\n  cargo build --release && hub2lake package --out dist\n  cd dist/app && func start")]
+    #[command(
+        after_help = "Example:\n  cargo build --release && hub2lake package --out dist\n  cd dist/app && func start"
+    )]
     Package(package::PackageArgs),
     /// List every HUB2LAKE_ setting with its default and meaning.
     Settings,
+    /// Run the real handler under a simulated Functions host: Event Hub batches, retries,
+    /// checkpoints, restarts and the seal timer, then a summary of the lake.
+    #[command(after_help = "Examples:\n  \
+        hub2lake simulate --lake /tmp/lake\n  \
+        hub2lake simulate --settings local.settings.json --partitions 8 --events 100000 --event-size 2000\n  \
+        hub2lake simulate --lake /tmp/lake --kill-at 1:3 --time-scale 0.001\n  \
+        hub2lake simulate --lake /tmp/lake --input events.jsonl --batch-size 50\n\n\
+        Exit code 3: some failed batches were checkpointed past (their events are not in the lake).")]
+    Simulate(Box<simulate::SimulateArgs>),
+    /// A few thousand MongoDB change events through the real handler into ./lake, in seconds.
+    #[command(after_help = "Example:\n  cargo build --release && ./target/release/hub2lake demo")]
+    Demo(demo::DemoArgs),
 }
 
 /// Runs a parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Package(args) => package::run(&args),
+        Command::Simulate(args) => simulate::run(&args),
+        Command::Demo(args) => demo::run(&args),
         Command::Settings => {
             for (name, default, meaning) in crate::config::SETTINGS_DOC {
                 println!("{name}\n    default: {default}\n    {meaning}\n");

@@ -14,7 +14,9 @@ use futures::TryStreamExt;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{Attribute, Attributes, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, RetryConfig};
+use object_store::{
+    Attribute, Attributes, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, RetryConfig,
+};
 use sha2::{Digest, Sha256};
 
 use crate::config::{LakeLocation, Settings};
@@ -101,7 +103,8 @@ impl Lake {
         };
         match &settings.lake {
             LakeLocation::Local { root } => {
-                std::fs::create_dir_all(root).map_err(|e| open_err(format!("cannot create {}: {e}", root.display())))?;
+                std::fs::create_dir_all(root)
+                    .map_err(|e| open_err(format!("cannot create {}: {e}", root.display())))?;
                 let store = LocalFileSystem::new_with_prefix(root).map_err(|e| open_err(e.to_string()))?;
                 Ok(Self::from_store(Arc::new(store), "", false, description))
             }
@@ -172,7 +175,10 @@ impl Lake {
         if self.root.is_empty() {
             s.to_string()
         } else {
-            s.strip_prefix(&self.root).unwrap_or(s).trim_start_matches('/').to_string()
+            s.strip_prefix(&self.root)
+                .unwrap_or(s)
+                .trim_start_matches('/')
+                .to_string()
         }
     }
 
@@ -204,6 +210,36 @@ impl Lake {
         }
     }
 
+    /// Writes `bytes` at `rel`, replacing what is there. Only for commit records that
+    /// are rewritten on purpose (a seal manifest of a newer generation) and objects no
+    /// commit record lists yet; everything else goes through [`Lake::put_new`].
+    pub async fn put_overwrite(&self, rel: &str, bytes: Bytes, attrs: &ObjectAttributes) -> Result<(), LakeError> {
+        let path = self.full(rel)?;
+        let mut attributes = Attributes::new();
+        if self.keeps_attributes {
+            attributes.insert(Attribute::ContentType, attrs.content_type.into());
+            if let Some(enc) = attrs.content_encoding {
+                attributes.insert(Attribute::ContentEncoding, enc.into());
+            }
+            for (k, v) in &attrs.metadata {
+                attributes.insert(Attribute::Metadata((*k).into()), v.clone().into());
+            }
+        }
+        let opts = PutOptions {
+            mode: PutMode::Overwrite,
+            attributes,
+            ..PutOptions::default()
+        };
+        self.store
+            .put_opts(&path, bytes.into(), opts)
+            .await
+            .map(|_| ())
+            .map_err(|source| LakeError::Storage {
+                path: rel.to_string(),
+                source,
+            })
+    }
+
     /// Reads a whole object.
     pub async fn get(&self, rel: &str) -> Result<Bytes, LakeError> {
         let path = self.full(rel)?;
@@ -211,7 +247,13 @@ impl Lake {
             path: rel.to_string(),
             source,
         };
-        self.store.get(&path).await.map_err(storage)?.bytes().await.map_err(storage)
+        self.store
+            .get(&path)
+            .await
+            .map_err(storage)?
+            .bytes()
+            .await
+            .map_err(storage)
     }
 
     /// Reads an object if it exists.
@@ -292,9 +334,16 @@ mod tests {
     async fn second_create_reports_already_exists_and_keeps_the_first() {
         let lake = lake();
         let attrs = ObjectAttributes::default();
-        assert_eq!(lake.put_new("a/b.json", Bytes::from_static(b"1"), &attrs).await.unwrap(), PutOutcome::Created);
         assert_eq!(
-            lake.put_new("a/b.json", Bytes::from_static(b"2"), &attrs).await.unwrap(),
+            lake.put_new("a/b.json", Bytes::from_static(b"1"), &attrs)
+                .await
+                .unwrap(),
+            PutOutcome::Created
+        );
+        assert_eq!(
+            lake.put_new("a/b.json", Bytes::from_static(b"2"), &attrs)
+                .await
+                .unwrap(),
             PutOutcome::AlreadyExists
         );
         assert_eq!(&lake.get("a/b.json").await.unwrap()[..], b"1");

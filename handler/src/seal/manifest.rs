@@ -1,0 +1,202 @@
+//! `_manifest.json`: the commit record of a sealed hour, and the names of compacted
+//! objects.
+//!
+//! A manifest is written only after every object it lists is durable, so a reader that
+//! finds one can read exactly the listed objects and get each event once. The leading
+//! `_` makes Hadoop-style readers (Spark, Hive) skip it when they list the folder.
+
+use serde::{Deserialize, Serialize};
+
+use super::completeness::{SealReason, SeqRange};
+use crate::config::Compression;
+use crate::lake::layout::MANIFEST_NAME;
+
+/// The manifest of one sealed unit (database, collection, hour).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub manifest_version: u32,
+    /// `hub2lake/<version>` of the sealer.
+    pub writer: String,
+    pub database: String,
+    pub collection: String,
+    /// Start of the hour, RFC 3339 UTC.
+    pub hour: String,
+    /// 1 for the first seal; +1 each time late data re-opens the hour.
+    pub generation: u64,
+    pub sealed_at: String,
+    /// No gap in any partition's receipts touches this hour.
+    pub complete: bool,
+    pub reason: SealReason,
+    /// Whether `objects` are compacted, de-duplicated objects (else the raw objects).
+    pub compacted: bool,
+    /// Distinct events (by partition and sequence number) in the hour.
+    pub total_records: u64,
+    /// Events found more than once in the inputs.
+    pub duplicates_found: u64,
+    /// Of those, copies removed (all of them when compacted, none otherwise).
+    pub duplicates_removed: u64,
+    /// What to read: relative to the lake root, like receipt paths.
+    pub objects: Vec<ManifestObject>,
+    pub partitions: Vec<PartitionSummary>,
+    #[serde(default)]
+    pub gaps: Vec<Gap>,
+    #[serde(default)]
+    pub overlaps: Vec<Overlap>,
+    pub inputs: Inputs,
+}
+
+impl Manifest {
+    pub const VERSION: u32 = 1;
+
+    /// Whether `path` is one of the objects to read.
+    pub fn lists(&self, path: &str) -> bool {
+        self.objects.iter().any(|o| o.path == path)
+    }
+}
+
+/// One object of a sealed hour.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestObject {
+    pub path: String,
+    pub records: u64,
+    /// Stored (possibly compressed) size.
+    pub bytes: u64,
+    pub uncompressed_bytes: u64,
+    pub sha256: String,
+    /// The sequence ranges the object holds, per partition, in record order.
+    pub partitions: Vec<PartitionSummary>,
+}
+
+/// Records of one partition (in an object, or in the whole hour).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionSummary {
+    pub partition_id: String,
+    pub records: u64,
+    pub first_sequence_number: i64,
+    pub last_sequence_number: i64,
+}
+
+/// Sequence numbers no receipt covers. Listed by the manifests of both neighbours.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gap {
+    pub eventhub: String,
+    pub consumer_group: String,
+    pub partition_id: String,
+    pub first_missing: i64,
+    pub last_missing: i64,
+    pub missing: u64,
+    /// Receipt and data object holding the last event before the gap.
+    pub before: GapSide,
+    /// Receipt and data object holding the first event after it.
+    pub after: GapSide,
+}
+
+/// One neighbour of a gap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GapSide {
+    pub receipt: String,
+    pub sequence_number: i64,
+    /// `None` when that event went to the dead-letter area.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+}
+
+/// Sequence numbers covered by several receipts (a re-delivery with new boundaries).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overlap {
+    pub eventhub: String,
+    pub consumer_group: String,
+    pub partition_id: String,
+    pub first: i64,
+    pub last: i64,
+    /// The sequence ranges of the receipts involved.
+    pub batches: Vec<SeqRange>,
+    pub receipts: Vec<String>,
+}
+
+/// What the seal consumed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Inputs {
+    /// Every receipt with a data object in this hour.
+    pub receipts: Vec<String>,
+    /// Every raw data object those receipts name for this hour (also those already
+    /// consumed by earlier generations): a receipt naming an object missing here is
+    /// late data and re-opens the hour.
+    pub raw_objects: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_generation: Option<u64>,
+    /// The previous generation's objects that were merged into this one.
+    #[serde(default)]
+    pub previous_objects: Vec<String>,
+}
+
+/// `<dir>/_manifest.json`.
+pub fn manifest_path(dir: &str) -> String {
+    format!("{dir}/{MANIFEST_NAME}")
+}
+
+/// `<dir>/part-g<generation>-<nnnnn>.jsonl[.gz]`: deterministic, so a re-run after a
+/// crash finds its own earlier output under the same name.
+pub fn part_path(dir: &str, generation: u64, index: u32, compression: Compression) -> String {
+    format!("{dir}/part-g{generation}-{index:05}.{}", compression.extension())
+}
+
+/// The generation of a compacted object's file name (`part-g3-00001.jsonl.gz` → 3).
+pub fn part_generation(file_name: &str) -> Option<u64> {
+    let rest = file_name.strip_prefix("part-g")?;
+    let (generation, rest) = rest.split_once('-')?;
+    let (index, ext) = rest.split_once('.')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(generation) && digits(index) && matches!(ext, "jsonl" | "jsonl.gz"))
+        .then(|| generation.parse().ok())
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_names_round_trip_and_nothing_else_parses() {
+        let p = part_path("db/c/2025/01/15/10", 3, 7, Compression::Gzip { level: 6 });
+        assert_eq!(p, "db/c/2025/01/15/10/part-g3-00007.jsonl.gz");
+        assert_eq!(part_generation("part-g3-00007.jsonl.gz"), Some(3));
+        assert_eq!(part_generation("part-g12-00000.jsonl"), Some(12));
+        for other in [
+            "0-1-9.jsonl.gz",
+            "part-g-00001.jsonl",
+            "part-gx-1.jsonl",
+            "part-g1-1.json",
+            "_manifest.json",
+        ] {
+            assert_eq!(part_generation(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn manifest_json_round_trips() {
+        let m = Manifest {
+            manifest_version: Manifest::VERSION,
+            writer: crate::WRITER_VERSION.into(),
+            database: "shop".into(),
+            collection: "orders".into(),
+            hour: "2025-01-15T10:00:00.000Z".into(),
+            generation: 1,
+            sealed_at: "2025-01-15T11:05:00.000Z".into(),
+            complete: true,
+            reason: SealReason::Watermark,
+            compacted: true,
+            total_records: 1,
+            duplicates_found: 0,
+            duplicates_removed: 0,
+            objects: vec![],
+            partitions: vec![],
+            gaps: vec![],
+            overlaps: vec![],
+            inputs: Inputs::default(),
+        };
+        let text = serde_json::to_string(&m).unwrap();
+        assert!(text.contains(r#""reason":"watermark""#));
+        assert_eq!(serde_json::from_str::<Manifest>(&text).unwrap(), m);
+    }
+}
