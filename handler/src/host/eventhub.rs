@@ -189,6 +189,11 @@ fn find_events_binding<'a>(inv: &Invocation<'a>) -> Result<(String, &'a RawValue
 }
 
 fn decode_bodies(binding: String, raw: &RawValue, encoding: EventEncoding) -> Result<Vec<EventBody>, RequestError> {
+    // The usual shape: a string holding an array of strings. Decoding it straight to
+    // strings saves a pass over the whole batch.
+    if let Ok(texts) = unwrap_json::<Vec<String>>(raw) {
+        return Ok(bodies_from_strings(texts, encoding));
+    }
     let elements: Vec<Box<RawValue>> =
         unwrap_json(raw).map_err(|e| RequestError::new(format!("Data.{binding} is not an array of events: {e}")))?;
     // Each element is a JSON string (the body text or its base64), or for
@@ -208,19 +213,25 @@ fn decode_bodies(binding: String, raw: &RawValue, encoding: EventEncoding) -> Re
             texts.push(t.to_string());
         }
     }
+    if !all_strings {
+        if encoding == EventEncoding::Binary {
+            return Err(RequestError::new(format!(
+                "Data.{binding} holds JSON values, but HUB2LAKE_EVENT_ENCODING=binary expects base64 strings"
+            )));
+        }
+        return Ok(texts.into_iter().map(EventBody::Text).collect());
+    }
+    Ok(bodies_from_strings(texts, encoding))
+}
+
+/// Bodies from the strings of `Data.<binding>`: text, or base64 to decode.
+fn bodies_from_strings(texts: Vec<String>, encoding: EventEncoding) -> Vec<EventBody> {
     let binary = match encoding {
         EventEncoding::String => false,
-        EventEncoding::Binary => {
-            if !all_strings {
-                return Err(RequestError::new(format!(
-                    "Data.{binding} holds JSON values, but HUB2LAKE_EVENT_ENCODING=binary expects base64 strings"
-                )));
-            }
-            true
-        }
-        EventEncoding::Auto => all_strings && looks_like_base64_batch(&texts),
+        EventEncoding::Binary => true,
+        EventEncoding::Auto => looks_like_base64_batch(&texts),
     };
-    Ok(texts
+    texts
         .into_iter()
         .map(|t| {
             if binary {
@@ -235,7 +246,7 @@ fn decode_bodies(binding: String, raw: &RawValue, encoding: EventEncoding) -> Re
                 EventBody::Text(t)
             }
         })
-        .collect())
+        .collect()
 }
 
 /// A batch is taken as base64 when every body is non-empty padded base64 and none is

@@ -49,7 +49,8 @@ pub fn body_text(event: &EventData) -> Result<Cow<'_, str>, Undecodable> {
         EventBody::Undecodable { reason, .. } => return Err(Undecodable(reason.clone())),
     };
     let trimmed = text.trim_matches(JSON_WS);
-    if (trimmed.starts_with('{') || trimmed.starts_with('[')) && trimmed.contains(['\n', '\r']) {
+    let looks_like_json = trimmed.starts_with('{') || trimmed.starts_with('[');
+    if looks_like_json && memchr::memchr2(b'\n', b'\r', trimmed.as_bytes()).is_some() {
         Ok(Cow::Owned(minify_json(trimmed)))
     } else {
         Ok(Cow::Borrowed(text))
