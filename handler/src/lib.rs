@@ -5,6 +5,7 @@
 //! [`ingest`] turns events into records and routes them, [`lake`] names, encodes and
 //! writes objects, [`seal`] proves hours complete. [`server`] is only transport.
 
+pub mod benchmark;
 pub mod cli;
 pub mod config;
 pub mod host;

@@ -1,5 +1,6 @@
 //! The operator CLI (`hub2lake`): thin commands over the library.
 
+mod bench;
 pub mod demo;
 mod package;
 pub mod simulate;
@@ -37,6 +38,12 @@ pub enum Command {
     /// A few thousand MongoDB change events through the real handler into ./lake, in seconds.
     #[command(after_help = "Example:\n  cargo build --release && ./target/release/hub2lake demo")]
     Demo(demo::DemoArgs),
+    /// Measure the real handler over HTTP: events/s, MB/s, latency percentiles, CPU, peak memory, start-up.
+    #[command(after_help = "Examples:\n  \
+        cargo build --release && ./target/release/hub2lake bench\n  \
+        hub2lake bench --partitions 2 --batches-per-partition 20 --batch-size 1000 --event-size 1024 --gzip-level 1 --json bench.json\n\n\
+        Exit code 1 if any invocation was not answered 2xx.")]
+    Bench(bench::BenchArgs),
 }
 
 /// Runs a parsed command.
@@ -45,6 +52,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Package(args) => package::run(&args),
         Command::Simulate(args) => simulate::run(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Bench(args) => bench::run(&args),
         Command::Settings => {
             for (name, default, meaning) in crate::config::SETTINGS_DOC {
                 println!("{name}\n    default: {default}\n    {meaning}\n");

@@ -19,7 +19,7 @@
 //! `simulate` and `demo` commands are thin over it.
 
 pub mod app;
-mod client;
+pub mod client;
 mod engine;
 pub mod events;
 pub mod ncrontab;
@@ -37,7 +37,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 pub use app::{AppFiles, HostJson, IngestFunction, RetryPolicy, RetryStrategy, TimerFunction};
-pub use events::{ChangeStreamConfig, EventSource, PartitionPlan};
+pub use events::{ChangeStreamConfig, EventSource, Hub, PartitionPlan};
 pub use ncrontab::Schedule;
 pub use progress::{Observer, ProgressBars};
 pub use report::{DirSummary, LakeSummary};

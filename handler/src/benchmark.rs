@@ -1,0 +1,255 @@
+//! The macro benchmark: the real `handler` binary over HTTP, fed pre-built host
+//! requests from the simulator's event generator, measured from outside the way an
+//! operator would (`/proc` for memory and CPU, wall clock for throughput and latency).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::host::wire::{eventhub_request, WireDataType, WirePartition, WireRetry};
+use crate::simulator::client;
+use crate::simulator::{ChangeStreamConfig, EventSource, Hub};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    pub handler: PathBuf,
+    /// App settings for the handler (at least `HUB2LAKE_LAKE_URL`).
+    pub settings: BTreeMap<String, String>,
+    pub partitions: u32,
+    pub batches_per_partition: u64,
+    pub batch_size: u64,
+    pub event_size: usize,
+    pub seed: u64,
+}
+
+/// Measured results (also written as JSON).
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    pub partitions: u32,
+    pub batches: u64,
+    pub batch_size: u64,
+    pub events: u64,
+    pub input_bytes: u64,
+    pub request_bytes: u64,
+    pub wall_seconds: f64,
+    pub events_per_second: f64,
+    pub input_mb_per_second: f64,
+    pub latency_ms: Percentiles,
+    pub handler_cpu_seconds: f64,
+    pub cpu_seconds_per_gb_input: f64,
+    pub peak_rss_mb: f64,
+    pub idle_rss_mb: f64,
+    pub largest_request_mb: f64,
+    pub ready_ms: f64,
+    pub non_2xx: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    fn of(mut ms: Vec<f64>) -> Self {
+        ms.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            if ms.is_empty() {
+                return 0.0;
+            }
+            let i = ((ms.len() as f64 - 1.0) * q).round() as usize;
+            ms[i.min(ms.len() - 1)]
+        };
+        Self {
+            p50: at(0.50),
+            p95: at(0.95),
+            p99: at(0.99),
+            max: ms.last().copied().unwrap_or(0.0),
+        }
+    }
+}
+
+/// Why a benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("cannot start the handler {path}: {reason}")]
+    Spawn { path: PathBuf, reason: String },
+    #[error("the handler did not answer GET / within 30 s")]
+    NotReady,
+    #[error("this benchmark reads /proc/<pid>: it needs Linux ({0})")]
+    Proc(String),
+}
+
+/// Runs the benchmark.
+pub async fn run(config: &BenchConfig) -> Result<BenchResult, BenchError> {
+    let port = free_port().map_err(|e| BenchError::Spawn {
+        path: config.handler.clone(),
+        reason: e.to_string(),
+    })?;
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(&config.handler)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(&config.settings)
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| BenchError::Spawn {
+            path: config.handler.clone(),
+            reason: e.to_string(),
+        })?;
+    let pid = child.id().ok_or_else(|| BenchError::Proc("the handler exited at once".into()))?;
+    let ready = wait_ready(port, started).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let idle_rss = proc_status_kb(pid, "VmRSS:")?;
+
+    let requests = build_requests(config);
+    let input_bytes: u64 = requests.iter().flatten().map(|(_, input)| *input).sum();
+    let request_bytes: u64 = requests.iter().flatten().map(|(r, _)| r.len() as u64).sum();
+    let largest = requests.iter().flatten().map(|(r, _)| r.len()).max().unwrap_or(0);
+    let cpu_before = proc_cpu_seconds(pid)?;
+
+    let wall = Instant::now();
+    let mut tasks = Vec::new();
+    for partition in requests {
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(partition.len());
+            let mut failures = 0u64;
+            for (i, (body, _)) in partition.into_iter().enumerate() {
+                let t = Instant::now();
+                let answer = client::invoke(port, "ingest", body, &format!("bench-{i}"), Duration::from_secs(600), None).await;
+                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+                if !matches!(answer, Ok(ref a) if (200..300).contains(&a.status)) {
+                    failures += 1;
+                }
+            }
+            (latencies, failures)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut non_2xx = 0;
+    for t in tasks {
+        if let Ok((l, f)) = t.await {
+            latencies.extend(l);
+            non_2xx += f;
+        }
+    }
+    let wall_seconds = wall.elapsed().as_secs_f64();
+    let cpu = proc_cpu_seconds(pid)? - cpu_before;
+    let peak_rss = proc_status_kb(pid, "VmHWM:")?;
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+
+    let events = u64::from(config.partitions) * config.batches_per_partition * config.batch_size;
+    Ok(BenchResult {
+        partitions: config.partitions,
+        batches: u64::from(config.partitions) * config.batches_per_partition,
+        batch_size: config.batch_size,
+        events,
+        input_bytes,
+        request_bytes,
+        wall_seconds,
+        events_per_second: events as f64 / wall_seconds,
+        input_mb_per_second: input_bytes as f64 / 1e6 / wall_seconds,
+        latency_ms: Percentiles::of(latencies),
+        handler_cpu_seconds: cpu,
+        cpu_seconds_per_gb_input: cpu / (input_bytes as f64 / 1e9),
+        peak_rss_mb: peak_rss as f64 / 1024.0,
+        idle_rss_mb: idle_rss as f64 / 1024.0,
+        largest_request_mb: largest as f64 / 1e6,
+        ready_ms: ready.as_secs_f64() * 1000.0,
+        non_2xx,
+    })
+}
+
+/// Every request body, per partition, built before the clock starts.
+fn build_requests(config: &BenchConfig) -> Vec<Vec<(Bytes, u64)>> {
+    let per_partition = config.batches_per_partition * config.batch_size;
+    let source = EventSource::ChangeStream(ChangeStreamConfig {
+        events: per_partition * u64::from(config.partitions),
+        event_size: config.event_size,
+        seed: config.seed,
+    });
+    let start = chrono::Utc::now() - chrono::TimeDelta::hours(3);
+    let hub = Hub::new(source, config.partitions, 0, start, Duration::from_secs(7200));
+    (0..config.partitions as usize)
+        .map(|p| {
+            let wire_partition = WirePartition {
+                partition_id: p.to_string(),
+                ..WirePartition::default()
+            };
+            (0..config.batches_per_partition)
+                .map(|b| {
+                    let events: Vec<_> =
+                        (b * config.batch_size..(b + 1) * config.batch_size).map(|i| hub.event(p, i)).collect();
+                    let input: u64 = events.iter().map(|e| e.body.len() as u64).sum();
+                    let retry = Some(WireRetry {
+                        retry_count: 0,
+                        max_retry_count: -1,
+                    });
+                    let body = eventhub_request("events", &wire_partition, &events, WireDataType::String, retry, "ingest");
+                    (Bytes::from(body), input)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+async fn wait_ready(port: u16, started: Instant) -> Result<Duration, BenchError> {
+    while started.elapsed() < Duration::from_secs(30) {
+        if client::get(port, "/", Duration::from_secs(1)).await.is_ok() {
+            return Ok(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Err(BenchError::NotReady)
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn proc_status_kb(pid: u32, field: &str) -> Result<u64, BenchError> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| BenchError::Proc(e.to_string()))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| BenchError::Proc(format!("no {field} in /proc/{pid}/status")))
+}
+
+/// utime + stime of a process, in seconds (USER_HZ is 100 on Linux).
+fn proc_cpu_seconds(pid: u32) -> Result<f64, BenchError> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| BenchError::Proc(e.to_string()))?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = text.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of stat; here 0-based after the name: 11, 12.
+    Ok((ticks(11) + ticks(12)) as f64 / 100.0)
+}
+
+impl std::fmt::Display for BenchResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "events              {} in {} batches of {} over {} partitions", self.events, self.batches, self.batch_size, self.partitions)?;
+        writeln!(f, "input               {:.1} MB of event bodies ({:.1} MB of host requests; largest {:.1} MB)", self.input_bytes as f64 / 1e6, self.request_bytes as f64 / 1e6, self.largest_request_mb)?;
+        writeln!(f, "wall time           {:.2} s", self.wall_seconds)?;
+        writeln!(f, "throughput          {:.0} events/s, {:.1} MB/s of input", self.events_per_second, self.input_mb_per_second)?;
+        writeln!(f, "invocation latency  p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms", self.latency_ms.p50, self.latency_ms.p95, self.latency_ms.p99, self.latency_ms.max)?;
+        writeln!(f, "handler CPU         {:.2} s ({:.1} CPU-s per GB of input)", self.handler_cpu_seconds, self.cpu_seconds_per_gb_input)?;
+        writeln!(f, "handler memory      peak RSS {:.1} MB, idle RSS {:.1} MB", self.peak_rss_mb, self.idle_rss_mb)?;
+        writeln!(f, "start-up            ready {:.1} ms after exec", self.ready_ms)?;
+        write!(f, "failed invocations  {}", self.non_2xx)
+    }
+}
