@@ -274,7 +274,7 @@ pub const SETTINGS_DOC: &[(&str, &str, &str)] = &[
     ("HUB2LAKE_STORAGE_MAX_RETRIES", "5", "retries of one storage call (0-50)"),
     ("HUB2LAKE_STORAGE_TIMEOUT_SECS", "30", "timeout of one storage request (1-300)"),
     ("HUB2LAKE_SEAL_SCHEDULE", "0 */5 * * * *", "NCRONTAB (with seconds) of the seal timer"),
-    ("HUB2LAKE_SEAL_GRACE_MINUTES", "15", "minutes after an hour ends before it is sealed without later receipts"),
+    ("HUB2LAKE_SEAL_GRACE_MINUTES", "15", "minutes after an hour ends, and after its last write, before it is sealed without a watermark"),
     ("HUB2LAKE_SEAL_COMPACT", "true", "compact and de-duplicate sealed hours (true/false)"),
     ("HUB2LAKE_SEAL_TARGET_OBJECT_MB", "128", "size bound of compacted objects"),
     ("HUB2LAKE_SEAL_MAX_RUN_SECS", "240", "time budget of one seal run"),
