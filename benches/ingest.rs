@@ -56,7 +56,14 @@ fn request(events: usize) -> String {
             properties: json!({"source": "mongo-cdc"}),
         })
         .collect();
-    eventhub_request("events", &WirePartition::default(), &events, WireDataType::String, None, "ingest")
+    eventhub_request(
+        "events",
+        &WirePartition::default(),
+        &events,
+        WireDataType::String,
+        None,
+        "ingest",
+    )
 }
 
 fn decode(body: &str) -> EventHubBatch {
@@ -69,7 +76,10 @@ fn jsonl(batch: &EventHubBatch) -> Vec<u8> {
     let mut s = Settings::local("/tmp/hub2lake-bench-unused");
     s.compression = hub2lake::config::Compression::None;
     let prepared = prepare_batch(&s, batch, Utc::now()).unwrap();
-    prepared.contents().flat_map(|(_, bytes)| bytes.iter().copied()).collect()
+    prepared
+        .contents()
+        .flat_map(|(_, bytes)| bytes.iter().copied())
+        .collect()
 }
 
 fn benches(c: &mut Criterion) {
@@ -94,7 +104,10 @@ fn benches(c: &mut Criterion) {
             let raw = jsonl(&batch);
             g.bench_with_input(BenchmarkId::new("raw_flate2_gzip_same_input", level), &raw, |b, raw| {
                 b.iter(|| {
-                    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 4), flate2::Compression::new(level));
+                    let mut enc = flate2::write::GzEncoder::new(
+                        Vec::with_capacity(raw.len() / 4),
+                        flate2::Compression::new(level),
+                    );
                     enc.write_all(raw).unwrap();
                     enc.finish().unwrap()
                 })

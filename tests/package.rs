@@ -8,7 +8,14 @@ use std::process::Command;
 fn package_builds_the_app_folder_and_a_zip_that_keeps_the_exec_bit() {
     let out = tempfile::tempdir().unwrap();
     let status = Command::new(env!("CARGO_BIN_EXE_hub2lake"))
-        .args(["package", "--source", env!("CARGO_MANIFEST_DIR"), "--handler", env!("CARGO_BIN_EXE_handler"), "--out"])
+        .args([
+            "package",
+            "--source",
+            env!("CARGO_MANIFEST_DIR"),
+            "--handler",
+            env!("CARGO_BIN_EXE_handler"),
+            "--out",
+        ])
         .arg(out.path())
         .output()
         .unwrap();
@@ -26,7 +33,10 @@ fn package_builds_the_app_folder_and_a_zip_that_keeps_the_exec_bit() {
     let mut zip = zip::ZipArchive::new(zip_file).unwrap();
     let mut names: Vec<String> = zip.file_names().map(|n| n.unwrap().to_string()).collect();
     names.sort();
-    assert_eq!(names, ["handler", "host.json", "ingest/function.json", "seal/function.json"]);
+    assert_eq!(
+        names,
+        ["handler", "host.json", "ingest/function.json", "seal/function.json"]
+    );
     let mut handler = zip.by_name("handler").unwrap();
     assert_eq!(handler.unix_mode().unwrap() & 0o755, 0o755);
     let mut bytes = Vec::new();
@@ -38,7 +48,14 @@ fn package_builds_the_app_folder_and_a_zip_that_keeps_the_exec_bit() {
 fn package_without_a_built_handler_says_how_to_build_it() {
     let out = tempfile::tempdir().unwrap();
     let result = Command::new(env!("CARGO_BIN_EXE_hub2lake"))
-        .args(["package", "--source", env!("CARGO_MANIFEST_DIR"), "--handler", "/nonexistent/handler", "--out"])
+        .args([
+            "package",
+            "--source",
+            env!("CARGO_MANIFEST_DIR"),
+            "--handler",
+            "/nonexistent/handler",
+            "--out",
+        ])
         .arg(out.path())
         .output()
         .unwrap();
@@ -54,6 +71,9 @@ fn ingest_function_has_a_retry_policy_so_failed_batches_are_redelivered() {
     assert_eq!(binding["type"], "eventHubTrigger");
     assert_eq!(binding["cardinality"], "many");
     assert_eq!(binding["dataType"], "string");
-    assert!(f["retry"]["strategy"].is_string(), "without a retry policy the host checkpoints past failed batches");
+    assert!(
+        f["retry"]["strategy"].is_string(),
+        "without a retry policy the host checkpoints past failed batches"
+    );
     assert_eq!(f["retry"]["maxRetryCount"], -1);
 }

@@ -109,7 +109,9 @@ pub async fn run(config: &BenchConfig) -> Result<BenchResult, BenchError> {
             path: config.handler.clone(),
             reason: e.to_string(),
         })?;
-    let pid = child.id().ok_or_else(|| BenchError::Proc("the handler exited at once".into()))?;
+    let pid = child
+        .id()
+        .ok_or_else(|| BenchError::Proc("the handler exited at once".into()))?;
     let ready = wait_ready(port, started).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle_rss = proc_status_kb(pid, "VmRSS:")?;
@@ -128,7 +130,15 @@ pub async fn run(config: &BenchConfig) -> Result<BenchResult, BenchError> {
             let mut failures = 0u64;
             for (i, (body, _)) in partition.into_iter().enumerate() {
                 let t = Instant::now();
-                let answer = client::invoke(port, "ingest", body, &format!("bench-{i}"), Duration::from_secs(600), None).await;
+                let answer = client::invoke(
+                    port,
+                    "ingest",
+                    body,
+                    &format!("bench-{i}"),
+                    Duration::from_secs(600),
+                    None,
+                )
+                .await;
                 latencies.push(t.elapsed().as_secs_f64() * 1000.0);
                 if !matches!(answer, Ok(ref a) if (200..300).contains(&a.status)) {
                     failures += 1;
@@ -191,14 +201,22 @@ fn build_requests(config: &BenchConfig) -> Vec<Vec<(Bytes, u64)>> {
             };
             (0..config.batches_per_partition)
                 .map(|b| {
-                    let events: Vec<_> =
-                        (b * config.batch_size..(b + 1) * config.batch_size).map(|i| hub.event(p, i)).collect();
+                    let events: Vec<_> = (b * config.batch_size..(b + 1) * config.batch_size)
+                        .map(|i| hub.event(p, i))
+                        .collect();
                     let input: u64 = events.iter().map(|e| e.body.len() as u64).sum();
                     let retry = Some(WireRetry {
                         retry_count: 0,
                         max_retry_count: -1,
                     });
-                    let body = eventhub_request("events", &wire_partition, &events, WireDataType::String, retry, "ingest");
+                    let body = eventhub_request(
+                        "events",
+                        &wire_partition,
+                        &events,
+                        WireDataType::String,
+                        retry,
+                        "ingest",
+                    );
                     (Bytes::from(body), input)
                 })
                 .collect()
@@ -242,13 +260,39 @@ fn proc_cpu_seconds(pid: u32) -> Result<f64, BenchError> {
 
 impl std::fmt::Display for BenchResult {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "events              {} in {} batches of {} over {} partitions", self.events, self.batches, self.batch_size, self.partitions)?;
-        writeln!(f, "input               {:.1} MB of event bodies ({:.1} MB of host requests; largest {:.1} MB)", self.input_bytes as f64 / 1e6, self.request_bytes as f64 / 1e6, self.largest_request_mb)?;
+        writeln!(
+            f,
+            "events              {} in {} batches of {} over {} partitions",
+            self.events, self.batches, self.batch_size, self.partitions
+        )?;
+        writeln!(
+            f,
+            "input               {:.1} MB of event bodies ({:.1} MB of host requests; largest {:.1} MB)",
+            self.input_bytes as f64 / 1e6,
+            self.request_bytes as f64 / 1e6,
+            self.largest_request_mb
+        )?;
         writeln!(f, "wall time           {:.2} s", self.wall_seconds)?;
-        writeln!(f, "throughput          {:.0} events/s, {:.1} MB/s of input", self.events_per_second, self.input_mb_per_second)?;
-        writeln!(f, "invocation latency  p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms", self.latency_ms.p50, self.latency_ms.p95, self.latency_ms.p99, self.latency_ms.max)?;
-        writeln!(f, "handler CPU         {:.2} s ({:.1} CPU-s per GB of input)", self.handler_cpu_seconds, self.cpu_seconds_per_gb_input)?;
-        writeln!(f, "handler memory      peak RSS {:.1} MB, idle RSS {:.1} MB", self.peak_rss_mb, self.idle_rss_mb)?;
+        writeln!(
+            f,
+            "throughput          {:.0} events/s, {:.1} MB/s of input",
+            self.events_per_second, self.input_mb_per_second
+        )?;
+        writeln!(
+            f,
+            "invocation latency  p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            self.latency_ms.p50, self.latency_ms.p95, self.latency_ms.p99, self.latency_ms.max
+        )?;
+        writeln!(
+            f,
+            "handler CPU         {:.2} s ({:.1} CPU-s per GB of input)",
+            self.handler_cpu_seconds, self.cpu_seconds_per_gb_input
+        )?;
+        writeln!(
+            f,
+            "handler memory      peak RSS {:.1} MB, idle RSS {:.1} MB",
+            self.peak_rss_mb, self.idle_rss_mb
+        )?;
         writeln!(f, "start-up            ready {:.1} ms after exec", self.ready_ms)?;
         write!(f, "failed invocations  {}", self.non_2xx)
     }

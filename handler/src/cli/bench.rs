@@ -60,7 +60,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         settings.insert("HUB2LAKE_GZIP_LEVEL".into(), args.gzip_level.to_string());
     }
     for kv in &args.set {
-        let (k, v) = kv.split_once('=').with_context(|| format!("--set {kv:?}: expected KEY=VALUE"))?;
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--set {kv:?}: expected KEY=VALUE"))?;
         settings.insert(k.to_string(), v.to_string());
     }
     // Azure lakes need the caller's AZURE_* credentials passed on.
@@ -88,10 +90,15 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let result = result?;
     println!("{result}");
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&result)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, serde_json::to_vec_pretty(&result)?)
+            .with_context(|| format!("writing {}", path.display()))?;
         println!("json                {}", path.display());
     }
-    Ok(if result.non_2xx == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if result.non_2xx == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {

@@ -10,21 +10,14 @@ fn print(cursor: &mut TreeCursor<'_>, source: &str, depth: usize) {
         .take(60)
         .collect::<String>()
         .replace('\n', "⏎");
-    let field = cursor
-        .field_name()
-        .map(|f| format!("{f}: "))
-        .unwrap_or_default();
+    let field = cursor.field_name().map(|f| format!("{f}: ")).unwrap_or_default();
     let mark = if node.is_error() || node.is_missing() {
         "  <-- ERROR"
     } else {
         ""
     };
     if node.is_named() || node.is_missing() {
-        println!(
-            "{}{field}{} {text:?}{mark}",
-            "  ".repeat(depth),
-            node.kind()
-        );
+        println!("{}{field}{} {text:?}{mark}", "  ".repeat(depth), node.kind());
     }
     if cursor.goto_first_child() {
         loop {

@@ -53,22 +53,14 @@ impl fmt::Display for Problem {
         if self.line == 0 {
             write!(f, "{}: {}", self.file, self.message)
         } else {
-            write!(
-                f,
-                "{}:{}:{}: {}",
-                self.file, self.line, self.col, self.message
-            )
+            write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
         }
     }
 }
 
 /// Renders problems one per line (for assertion messages).
 pub fn report(problems: &[Problem]) -> String {
-    problems
-        .iter()
-        .map(|p| format!("  {p}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n")
 }
 
 /// The repository root (this crate lives in `tests/infra-check`).
@@ -134,10 +126,7 @@ pub const REQUIRED_ROLES: &[RequiredRole] = &[
 pub const FORBIDDEN_ROLES: &[(&str, &str)] = &[
     (roles::OWNER, "Owner"),
     (roles::CONTRIBUTOR, "Contributor"),
-    (
-        roles::USER_ACCESS_ADMINISTRATOR,
-        "User Access Administrator",
-    ),
+    (roles::USER_ACCESS_ADMINISTRATOR, "User Access Administrator"),
 ];
 
 // ---------------------------------------------------------------------------
@@ -635,11 +624,7 @@ fn whole_file(rel: &str, message: impl Into<String>) -> Problem {
 /// first one of each file is reported with its line and column.
 pub fn check_syntax(root: &Path) -> Vec<Problem> {
     match Infra::load(root) {
-        Ok(infra) => infra
-            .files
-            .iter()
-            .filter_map(BicepFile::first_syntax_error)
-            .collect(),
+        Ok(infra) => infra.files.iter().filter_map(BicepFile::first_syntax_error).collect(),
         Err(problems) => problems,
     }
 }
@@ -656,11 +641,7 @@ pub fn check_module_wiring(root: &Path) -> Vec<Problem> {
         let modules = file.modules();
         let mut outputs_by_symbol: HashMap<String, BTreeSet<String>> = HashMap::new();
         for module in &modules {
-            let target_path = file
-                .path
-                .parent()
-                .unwrap_or(Path::new("."))
-                .join(&module.path);
+            let target_path = file.path.parent().unwrap_or(Path::new(".")).join(&module.path);
             let Some(target) = infra.by_path(&target_path) else {
                 problems.push(file.problem(
                     module.node,
@@ -671,11 +652,8 @@ pub fn check_module_wiring(root: &Path) -> Vec<Problem> {
                 ));
                 continue;
             };
-            let declared: BTreeMap<String, bool> = target
-                .params()
-                .into_iter()
-                .map(|p| (p.name, p.has_default))
-                .collect();
+            let declared: BTreeMap<String, bool> =
+                target.params().into_iter().map(|p| (p.name, p.has_default)).collect();
             let passed: Vec<(String, Node<'_>)> = lookup(file, module.body, &["params"])
                 .map(|params| {
                     object_entries(file, params)
@@ -732,9 +710,7 @@ pub fn check_module_wiring(root: &Path) -> Vec<Problem> {
             let name = file.text(property);
             if let Some(outputs) = outputs_by_symbol.get(symbol) {
                 if !outputs.contains(name) {
-                    problems.push(
-                        file.problem(member, format!("module `{symbol}` has no output `{name}`")),
-                    );
+                    problems.push(file.problem(member, format!("module `{symbol}` has no output `{name}`")));
                 }
             }
         }
@@ -742,22 +718,11 @@ pub fn check_module_wiring(root: &Path) -> Vec<Problem> {
     problems
 }
 
-fn expect(
-    problems: &mut Vec<Problem>,
-    file: &BicepFile,
-    r: &Resource<'_>,
-    path: &[&str],
-    wanted: Literal,
-) {
+fn expect(problems: &mut Vec<Problem>, file: &BicepFile, r: &Resource<'_>, path: &[&str], wanted: Literal) {
     match lookup(file, r.body, path) {
         None => problems.push(file.problem(
             r.node,
-            format!(
-                "{} `{}` must set {} = {wanted}",
-                r.type_name,
-                r.symbol,
-                path.join(".")
-            ),
+            format!("{} `{}` must set {} = {wanted}", r.type_name, r.symbol, path.join(".")),
         )),
         Some(value) => match literal(file, value) {
             Some(actual) if actual == wanted => {}
@@ -790,11 +755,7 @@ pub fn check_security(root: &Path) -> Vec<Problem> {
         Err(problems) => return problems,
     };
     let mut problems = Vec::new();
-    let created: Vec<(&BicepFile, Resource<'_>)> = infra
-        .resources()
-        .into_iter()
-        .filter(|(_, r)| !r.existing)
-        .collect();
+    let created: Vec<(&BicepFile, Resource<'_>)> = infra.resources().into_iter().filter(|(_, r)| !r.existing).collect();
 
     let mut storage_accounts = 0;
     let mut hns_accounts = 0;
@@ -803,8 +764,7 @@ pub fn check_security(root: &Path) -> Vec<Problem> {
         match r.type_name.as_str() {
             "Microsoft.Storage/storageAccounts" => {
                 storage_accounts += 1;
-                if lookup(file, r.body, &["properties", "isHnsEnabled"])
-                    .and_then(|v| literal(file, v))
+                if lookup(file, r.body, &["properties", "isHnsEnabled"]).and_then(|v| literal(file, v))
                     == Some(Literal::Bool(true))
                 {
                     hns_accounts += 1;
@@ -904,10 +864,7 @@ pub fn check_security(root: &Path) -> Vec<Problem> {
         ));
     }
     if sites == 0 {
-        problems.push(whole_file(
-            "infra",
-            "no function app (Microsoft.Web/sites) is created",
-        ));
+        problems.push(whole_file("infra", "no function app (Microsoft.Web/sites) is created"));
     }
     problems
 }
@@ -926,17 +883,11 @@ struct Assignment<'a> {
 
 fn is_guid(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
-    parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
-        && s.chars().all(|c| c == '-' || c.is_ascii_hexdigit())
+    parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12]) && s.chars().all(|c| c == '-' || c.is_ascii_hexdigit())
 }
 
 /// Resolves an expression to a string literal through variables of the same file.
-fn resolve_string(
-    file: &BicepFile,
-    node: Node<'_>,
-    vars: &HashMap<String, Node<'_>>,
-    depth: usize,
-) -> Option<String> {
+fn resolve_string(file: &BicepFile, node: Node<'_>, vars: &HashMap<String, Node<'_>>, depth: usize) -> Option<String> {
     if depth > 8 {
         return None;
     }
@@ -955,12 +906,7 @@ fn resolve_string(
 }
 
 /// The role GUID a `roleDefinitionId` expression names.
-fn role_guid(
-    file: &BicepFile,
-    node: Node<'_>,
-    vars: &HashMap<String, Node<'_>>,
-    depth: usize,
-) -> Option<String> {
+fn role_guid(file: &BicepFile, node: Node<'_>, vars: &HashMap<String, Node<'_>>, depth: usize) -> Option<String> {
     if depth > 8 {
         return None;
     }
@@ -974,10 +920,7 @@ fn role_guid(
             let name = file.text(function);
             if !matches!(
                 name,
-                "subscriptionResourceId"
-                    | "resourceId"
-                    | "tenantResourceId"
-                    | "managementGroupResourceId"
+                "subscriptionResourceId" | "resourceId" | "tenantResourceId" | "managementGroupResourceId"
             ) {
                 return None;
             }
@@ -1055,18 +998,12 @@ fn assignments(infra: &Infra) -> (Vec<Assignment<'_>>, Vec<Problem>) {
                 }
                 Some(name) => problems.push(file.problem(
                     name,
-                    format!(
-                        "role assignment `{}`: name must be a deterministic guid(...)",
-                        r.symbol
-                    ),
+                    format!("role assignment `{}`: name must be a deterministic guid(...)", r.symbol),
                 )),
-                None => problems.push(file.problem(
-                    r.node,
-                    format!("role assignment `{}` has no name", r.symbol),
-                )),
+                None => problems.push(file.problem(r.node, format!("role assignment `{}` has no name", r.symbol))),
             }
-            let role = lookup(file, r.body, &["properties", "roleDefinitionId"])
-                .and_then(|v| role_guid(file, v, &vars, 0));
+            let role =
+                lookup(file, r.body, &["properties", "roleDefinitionId"]).and_then(|v| role_guid(file, v, &vars, 0));
             if role.is_none() {
                 problems.push(file.problem(
                     r.node,
@@ -1119,10 +1056,7 @@ pub fn check_role_assignments(root: &Path) -> Vec<Problem> {
         if matching.is_empty() {
             problems.push(whole_file(
                 "infra",
-                format!(
-                    "no role assignment grants {} ({})",
-                    required.name, required.guid
-                ),
+                format!("no role assignment grants {} ({})", required.name, required.guid),
             ));
             continue;
         }
@@ -1133,10 +1067,7 @@ pub fn check_role_assignments(root: &Path) -> Vec<Problem> {
         };
         if !matching.iter().any(fits) {
             // Report the closest miss: an unconditional one if there is one.
-            let a = matching
-                .iter()
-                .find(|a| !a.conditional)
-                .unwrap_or(&matching[0]);
+            let a = matching.iter().find(|a| !a.conditional).unwrap_or(&matching[0]);
             problems.push(a.file.problem(
                 a.node,
                 format!(
@@ -1159,10 +1090,7 @@ pub fn check_role_assignments(root: &Path) -> Vec<Problem> {
         {
             problems.push(a.file.problem(
                 a.node,
-                format!(
-                    "role assignment `{}` grants {name}: too broad for this app",
-                    a.symbol
-                ),
+                format!("role assignment `{}` grants {name}: too broad for this app", a.symbol),
             ));
         }
     }
@@ -1214,10 +1142,7 @@ fn resolve_settings(
             if function != Some("union") {
                 problems.push(file.problem(
                     node,
-                    format!(
-                        "cannot follow app settings through `{}`",
-                        function.unwrap_or("?")
-                    ),
+                    format!("cannot follow app settings through `{}`", function.unwrap_or("?")),
                 ));
                 return out;
             }
@@ -1241,8 +1166,7 @@ fn resolve_settings(
             let no = resolve_settings(file, no, vars, depth + 1, problems);
             for (k, v) in &yes.always {
                 if let Some(w) = no.always.get(k) {
-                    out.always
-                        .insert(k.clone(), if v == w { v.clone() } else { None });
+                    out.always.insert(k.clone(), if v == w { v.clone() } else { None });
                 }
             }
             out.possible.extend(yes.possible);
@@ -1267,10 +1191,7 @@ fn resolve_settings(
                 return resolve_settings(file, inner, vars, depth + 1, problems);
             }
         }
-        other => problems.push(file.problem(
-            node,
-            format!("cannot follow app settings through a {other}"),
-        )),
+        other => problems.push(file.problem(node, format!("cannot follow app settings through a {other}"))),
     }
     out
 }
@@ -1303,16 +1224,12 @@ pub fn collect_app_settings(infra: &Infra) -> (AppSettings, Vec<Problem>) {
                 settings.possible.extend(part.possible);
             }
             if r.type_name == "Microsoft.Web/sites" {
-                if let Some(array) =
-                    lookup(file, r.body, &["properties", "siteConfig", "appSettings"])
-                {
+                if let Some(array) = lookup(file, r.body, &["properties", "siteConfig", "appSettings"]) {
                     sources += 1;
                     let mut cursor = array.walk();
                     for item in array.named_children(&mut cursor) {
-                        let name =
-                            lookup(file, item, &["name"]).and_then(|n| string_literal(file, n));
-                        let value =
-                            lookup(file, item, &["value"]).and_then(|n| string_literal(file, n));
+                        let name = lookup(file, item, &["name"]).and_then(|n| string_literal(file, n));
+                        let value = lookup(file, item, &["value"]).and_then(|n| string_literal(file, n));
                         if let Some(name) = name {
                             settings.always.insert(name.clone(), value.clone());
                             settings.possible.insert(name, value);
@@ -1464,12 +1381,7 @@ pub fn check_app_settings(root: &Path) -> Vec<Problem> {
 
     let mut required: BTreeMap<String, String> = HANDLER_REQUIRED_SETTINGS
         .iter()
-        .map(|s| {
-            (
-                s.to_string(),
-                "the handler / identity-based connections".to_string(),
-            )
-        })
+        .map(|s| (s.to_string(), "the handler / identity-based connections".to_string()))
         .collect();
     for (name, source) in referenced {
         required.entry(name).or_insert(source);
@@ -1487,12 +1399,8 @@ pub fn check_app_settings(root: &Path) -> Vec<Problem> {
             ));
         }
     }
-    if !settings
-        .always
-        .contains_key("AzureWebJobsStorage__accountName")
-        && !settings
-            .always
-            .contains_key("AzureWebJobsStorage__blobServiceUri")
+    if !settings.always.contains_key("AzureWebJobsStorage__accountName")
+        && !settings.always.contains_key("AzureWebJobsStorage__blobServiceUri")
     {
         problems.push(whole_file(
             "infra",
@@ -1530,12 +1438,8 @@ pub fn check_app_settings(root: &Path) -> Vec<Problem> {
         })
         .collect();
     for (file, site) in &flex_sites {
-        let runtime = lookup(
-            file,
-            site.body,
-            &["properties", "functionAppConfig", "runtime", "name"],
-        )
-        .and_then(|n| string_literal(file, n));
+        let runtime = lookup(file, site.body, &["properties", "functionAppConfig", "runtime", "name"])
+            .and_then(|n| string_literal(file, n));
         if runtime.as_deref() != Some("custom") {
             problems.push(file.problem(
                 site.node,
@@ -1605,16 +1509,9 @@ pub fn check_hub2lake_settings_known(root: &Path) -> Vec<Problem> {
         }
     };
     if known.is_empty() {
-        problems.push(whole_file(
-            config_rel,
-            "no \"HUB2LAKE_...\" string literals found",
-        ));
+        problems.push(whole_file(config_rel, "no \"HUB2LAKE_...\" string literals found"));
     }
-    for name in settings
-        .possible
-        .keys()
-        .filter(|k| k.starts_with("HUB2LAKE_"))
-    {
+    for name in settings.possible.keys().filter(|k| k.starts_with("HUB2LAKE_")) {
         if !known.contains(name) {
             problems.push(whole_file(
                 "infra",
@@ -1646,11 +1543,7 @@ pub fn check_parameters_file(root: &Path) -> Vec<Problem> {
     let Some(parameters) = json.get("parameters").and_then(|p| p.as_object()) else {
         return vec![whole_file(rel, "no \"parameters\" object")];
     };
-    let declared: BTreeMap<String, bool> = main
-        .params()
-        .into_iter()
-        .map(|p| (p.name, p.has_default))
-        .collect();
+    let declared: BTreeMap<String, bool> = main.params().into_iter().map(|p| (p.name, p.has_default)).collect();
     for (name, value) in parameters {
         if !declared.contains_key(name) {
             problems.push(whole_file(
@@ -1776,10 +1669,7 @@ pub fn check_azd_project(root: &Path) -> Vec<Problem> {
                     ));
                 }
                 if props.get("dist").is_none_or(|d| d.is_empty()) {
-                    problems.push(whole_file(
-                        yaml_rel,
-                        format!("service `{name}` has no `dist`"),
-                    ));
+                    problems.push(whole_file(yaml_rel, format!("service `{name}` has no `dist`")));
                 }
             }
         }
@@ -1808,10 +1698,7 @@ pub fn check_azd_project(root: &Path) -> Vec<Problem> {
                 continue;
             };
             if main.text(object) == "abbrs" && !abbreviations.contains(main.text(property)) {
-                problems.push(main.problem(
-                    member,
-                    format!("`{}` is not a key of {abbr_rel}", main.text(member)),
-                ));
+                problems.push(main.problem(member, format!("`{}` is not a key of {abbr_rel}", main.text(member))));
             }
         }
     }

@@ -3,9 +3,7 @@
 mod common;
 
 use common::assert_clean;
-use hub2lake_infra_check::{
-    check_app_settings, check_hub2lake_settings_known, collect_app_settings, repo_root, Infra,
-};
+use hub2lake_infra_check::{check_app_settings, check_hub2lake_settings_known, collect_app_settings, repo_root, Infra};
 
 #[test]
 fn app_settings_cover_what_host_json_function_json_and_the_handler_need() {
@@ -16,16 +14,12 @@ fn app_settings_cover_what_host_json_function_json_and_the_handler_need() {
 
 #[test]
 fn hub2lake_app_settings_are_settings_the_handler_knows() {
-    assert_clean(
-        "HUB2LAKE_* check",
-        &check_hub2lake_settings_known(&repo_root()),
-    );
+    assert_clean("HUB2LAKE_* check", &check_hub2lake_settings_known(&repo_root()));
 }
 
 #[test]
 fn runtime_is_custom_on_both_plans_and_extension_version_only_on_premium() {
-    let infra = Infra::load(&repo_root())
-        .unwrap_or_else(|p| panic!("{}", hub2lake_infra_check::report(&p)));
+    let infra = Infra::load(&repo_root()).unwrap_or_else(|p| panic!("{}", hub2lake_infra_check::report(&p)));
     let (settings, problems) = collect_app_settings(&infra);
     assert_clean("collecting app settings", &problems);
     // Elastic Premium: app settings; Flex: functionAppConfig.runtime (checked by check_app_settings).
@@ -47,10 +41,6 @@ fn runtime_is_custom_on_both_plans_and_extension_version_only_on_premium() {
         ("EventHubConnection__credential", "managedidentity"),
         ("HUB2LAKE_LOG_FORMAT", "json"),
     ] {
-        assert_eq!(
-            settings.always.get(key),
-            Some(&Some(value.to_string())),
-            "{key}"
-        );
+        assert_eq!(settings.always.get(key), Some(&Some(value.to_string())), "{key}");
     }
 }

@@ -12,8 +12,7 @@ fn every_bicep_file_under_infra_parses_without_errors() {
 
 #[test]
 fn infra_holds_main_and_its_modules() {
-    let infra = Infra::load(&repo_root())
-        .unwrap_or_else(|p| panic!("{}", hub2lake_infra_check::report(&p)));
+    let infra = Infra::load(&repo_root()).unwrap_or_else(|p| panic!("{}", hub2lake_infra_check::report(&p)));
     for file in [
         "main.bicep",
         "modules/identity.bicep",

@@ -5,9 +5,8 @@ mod common;
 
 use common::{assert_clean, assert_reported, Sandbox};
 use hub2lake_infra_check::{
-    check_all, check_app_settings, check_azd_project, check_hub2lake_settings_known,
-    check_module_wiring, check_parameters_file, check_role_assignments, check_security,
-    check_syntax,
+    check_all, check_app_settings, check_azd_project, check_hub2lake_settings_known, check_module_wiring,
+    check_parameters_file, check_role_assignments, check_security, check_syntax,
 };
 
 #[test]
@@ -21,22 +20,14 @@ fn syntax_check_reports_file_line_and_column_of_the_first_error() {
     let sandbox = Sandbox::new();
     let rel = "infra/modules/identity.bicep";
     let text = sandbox.read(rel);
-    let line = text
-        .lines()
-        .position(|l| l.starts_with("output clientId"))
-        .unwrap()
-        + 1;
+    let line = text.lines().position(|l| l.starts_with("output clientId")).unwrap() + 1;
     sandbox.replace(
         rel,
         "output clientId string = identity.properties.clientId",
         "output clientId string = identity.properties.clientId +",
     );
     let problems = check_syntax(sandbox.root());
-    assert_eq!(
-        problems.len(),
-        1,
-        "one broken file, one problem: {problems:?}"
-    );
+    assert_eq!(problems.len(), 1, "one broken file, one problem: {problems:?}");
     let problem = &problems[0];
     assert_eq!(problem.file, rel);
     assert!(
@@ -45,9 +36,7 @@ fn syntax_check_reports_file_line_and_column_of_the_first_error() {
         problem.line
     );
     assert!(problem.col >= 1);
-    assert!(problem
-        .to_string()
-        .starts_with(&format!("{rel}:{}:", problem.line)));
+    assert!(problem.to_string().starts_with(&format!("{rel}:{}:", problem.line)));
 }
 
 #[test]
@@ -63,15 +52,8 @@ fn syntax_check_reports_an_unclosed_object() {
 fn security_check_catches_shared_key_access_turned_on_for_the_lake() {
     let sandbox = Sandbox::new();
     let rel = "infra/modules/lake-storage.bicep";
-    sandbox.replace(
-        rel,
-        "allowSharedKeyAccess: false",
-        "allowSharedKeyAccess: true",
-    );
-    assert_reported(
-        &check_security(sandbox.root()),
-        &[rel, "allowSharedKeyAccess is true"],
-    );
+    sandbox.replace(rel, "allowSharedKeyAccess: false", "allowSharedKeyAccess: true");
+    assert_reported(&check_security(sandbox.root()), &[rel, "allowSharedKeyAccess is true"]);
 }
 
 #[test]
@@ -89,11 +71,7 @@ fn security_check_catches_a_lake_without_hierarchical_namespace() {
 fn security_check_catches_a_missing_or_parameterised_tls_version() {
     let sandbox = Sandbox::new();
     let rel = "infra/modules/host-storage.bicep";
-    sandbox.replace(
-        rel,
-        "minimumTlsVersion: 'TLS1_2'",
-        "minimumTlsVersion: tlsVersion",
-    );
+    sandbox.replace(rel, "minimumTlsVersion: 'TLS1_2'", "minimumTlsVersion: tlsVersion");
     assert_reported(
         &check_security(sandbox.root()),
         &[rel, "minimumTlsVersion must be the literal"],
@@ -129,22 +107,10 @@ fn security_check_catches_public_blobs_http_and_local_auth() {
         "DisableLocalAuth: false",
     );
     let problems = check_security(sandbox.root());
-    assert_reported(
-        &problems,
-        &["host-storage.bicep", "allowBlobPublicAccess is true"],
-    );
-    assert_reported(
-        &problems,
-        &["lake-storage.bicep", "supportsHttpsTrafficOnly is false"],
-    );
-    assert_reported(
-        &problems,
-        &["event-hubs.bicep", "disableLocalAuth is false"],
-    );
-    assert_reported(
-        &problems,
-        &["monitoring.bicep", "DisableLocalAuth is false"],
-    );
+    assert_reported(&problems, &["host-storage.bicep", "allowBlobPublicAccess is true"]);
+    assert_reported(&problems, &["lake-storage.bicep", "supportsHttpsTrafficOnly is false"]);
+    assert_reported(&problems, &["event-hubs.bicep", "disableLocalAuth is false"]);
+    assert_reported(&problems, &["monitoring.bicep", "DisableLocalAuth is false"]);
 }
 
 #[test]
@@ -214,10 +180,7 @@ fn role_check_catches_an_assignment_on_the_wrong_scope_or_an_unknown_role() {
     );
     assert_reported(
         &problems,
-        &[
-            "monitoring.bicep",
-            "does not resolve to a role definition GUID",
-        ],
+        &["monitoring.bicep", "does not resolve to a role definition GUID"],
     );
 }
 
@@ -240,10 +203,7 @@ fn role_check_catches_a_required_role_granted_to_someone_else_or_conditionally()
         &problems,
         &[rel, "Storage Blob Data Contributor", "`readerPrincipalId`"],
     );
-    assert_reported(
-        &problems,
-        &["Azure Event Hubs Data Receiver", "conditional"],
-    );
+    assert_reported(&problems, &["Azure Event Hubs Data Receiver", "conditional"]);
 }
 
 #[test]
@@ -254,10 +214,7 @@ fn role_check_catches_a_broad_role() {
         "var storageTableDataContributorRoleId = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'",
         "var storageTableDataContributorRoleId = 'b24988ac-6180-42a0-ab88-20f7382dd24c'",
     );
-    assert_reported(
-        &check_role_assignments(sandbox.root()),
-        &["grants Contributor"],
-    );
+    assert_reported(&check_role_assignments(sandbox.root()), &["grants Contributor"]);
 }
 
 #[test]
@@ -270,10 +227,7 @@ fn app_settings_check_catches_a_setting_function_json_references_but_bicep_omits
     );
     assert_reported(
         &check_app_settings(sandbox.root()),
-        &[
-            "`EVENTHUB_CONSUMER_GROUP`",
-            "functions/ingest/function.json",
-        ],
+        &["`EVENTHUB_CONSUMER_GROUP`", "functions/ingest/function.json"],
     );
 }
 
@@ -302,10 +256,7 @@ fn app_settings_check_catches_a_connection_string_and_a_colon_name() {
         "  AZURE_CLIENT_ID: identityClientId\n  AzureWebJobsStorage: 'DefaultEndpointsProtocol=https;AccountKey=x'\n  'Lake:Url': lakeUrl\n",
     );
     let problems = check_app_settings(sandbox.root());
-    assert_reported(
-        &problems,
-        &["`AzureWebJobsStorage`", "key or connection string"],
-    );
+    assert_reported(&problems, &["`AzureWebJobsStorage`", "key or connection string"]);
     assert_reported(&problems, &["`Lake:Url`", "`__`"]);
 }
 
@@ -317,10 +268,7 @@ fn app_settings_check_catches_a_flex_runtime_that_is_not_custom() {
         "name: 'custom'",
         "name: 'node'",
     );
-    assert_reported(
-        &check_app_settings(sandbox.root()),
-        &["runtime.name = 'custom'"],
-    );
+    assert_reported(&check_app_settings(sandbox.root()), &["runtime.name = 'custom'"]);
 }
 
 #[test]
@@ -389,33 +337,17 @@ fn wiring_check_catches_a_renamed_output_and_an_unknown_module_parameter() {
         "    retentionDays: logRetentionInDays\n",
     );
     let problems = check_module_wiring(sandbox.root());
-    assert_reported(
-        &problems,
-        &["infra/main.bicep", "`identity` has no output `clientId`"],
-    );
+    assert_reported(&problems, &["infra/main.bicep", "`identity` has no output `clientId`"]);
     assert_reported(&problems, &["infra/main.bicep", "passes `retentionDays`"]);
 }
 
 #[test]
 fn azd_check_catches_a_renamed_service_and_an_unknown_abbreviation() {
     let sandbox = Sandbox::new();
-    assert_clean(
-        "azd check on an intact copy",
-        &check_azd_project(sandbox.root()),
-    );
+    assert_clean("azd check on an intact copy", &check_azd_project(sandbox.root()));
     sandbox.replace("azure.yaml", "  hub2lake:\n", "  api:\n");
-    sandbox.replace(
-        "infra/main.bicep",
-        "abbrs.webServerFarms",
-        "abbrs.webServerFarm",
-    );
+    sandbox.replace("infra/main.bicep", "abbrs.webServerFarms", "abbrs.webServerFarm");
     let problems = check_azd_project(sandbox.root());
-    assert_reported(
-        &problems,
-        &["azure.yaml", "service `api`", "azd-service-name"],
-    );
-    assert_reported(
-        &problems,
-        &["infra/main.bicep", "`abbrs.webServerFarm` is not a key"],
-    );
+    assert_reported(&problems, &["azure.yaml", "service `api`", "azd-service-name"]);
+    assert_reported(&problems, &["infra/main.bicep", "`abbrs.webServerFarm` is not a key"]);
 }

@@ -7,10 +7,7 @@ use hub2lake_infra_check::{check_parameters_file, repo_root};
 
 #[test]
 fn parameters_file_names_only_declared_parameters_and_every_required_one() {
-    assert_clean(
-        "parameters file check",
-        &check_parameters_file(&repo_root()),
-    );
+    assert_clean("parameters file check", &check_parameters_file(&repo_root()));
 }
 
 #[test]

@@ -47,11 +47,7 @@ impl Sandbox {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         copy_dir(&repo_root().join("infra"), &dir.path().join("infra"));
-        fs::copy(
-            repo_root().join("azure.yaml"),
-            dir.path().join("azure.yaml"),
-        )
-        .expect("azure.yaml");
+        fs::copy(repo_root().join("azure.yaml"), dir.path().join("azure.yaml")).expect("azure.yaml");
         let sandbox = Self { dir };
         sandbox.write("host.json", HOST_JSON);
         sandbox.write("functions/ingest/function.json", INGEST_FUNCTION_JSON);
@@ -83,19 +79,14 @@ impl Sandbox {
     pub fn replace(&self, rel: &str, from: &str, to: &str) {
         let text = self.read(rel);
         let count = text.matches(from).count();
-        assert_eq!(
-            count, 1,
-            "{rel} should contain {from:?} exactly once, found {count}"
-        );
+        assert_eq!(count, 1, "{rel} should contain {from:?} exactly once, found {count}");
         self.write(rel, &text.replacen(from, to, 1));
     }
 
     /// Removes the text from `start` up to (not including) `end`.
     pub fn cut(&self, rel: &str, start: &str, end: &str) {
         let text = self.read(rel);
-        let a = text
-            .find(start)
-            .unwrap_or_else(|| panic!("{rel} has no {start:?}"));
+        let a = text.find(start).unwrap_or_else(|| panic!("{rel} has no {start:?}"));
         let b = a + text[a..]
             .find(end)
             .unwrap_or_else(|| panic!("{rel} has no {end:?} after {start:?}"));
@@ -118,11 +109,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// Asserts the check found nothing.
 pub fn assert_clean(what: &str, problems: &[Problem]) {
-    assert!(
-        problems.is_empty(),
-        "{what} found problems:\n{}",
-        report(problems)
-    );
+    assert!(problems.is_empty(), "{what} found problems:\n{}", report(problems));
 }
 
 /// Asserts some problem mentions every one of `needles`, and returns it.
