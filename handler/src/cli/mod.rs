@@ -2,6 +2,7 @@
 
 mod bench;
 pub mod demo;
+pub mod lake_cmds;
 mod package;
 pub mod simulate;
 
@@ -44,6 +45,8 @@ pub enum Command {
         hub2lake bench --partitions 2 --batches-per-partition 20 --batch-size 1000 --event-size 1024 --gzip-level 1 --json bench.json\n\n\
         Exit code 1 if any invocation was not answered 2xx.")]
     Bench(bench::BenchArgs),
+    #[command(flatten)]
+    Lake(lake_cmds::LakeCommand),
 }
 
 /// Runs a parsed command.
@@ -53,6 +56,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Simulate(args) => simulate::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Lake(cmd) => lake_cmds::run(cmd),
         Command::Settings => {
             for (name, default, meaning) in crate::config::SETTINGS_DOC {
                 println!("{name}\n    default: {default}\n    {meaning}\n");

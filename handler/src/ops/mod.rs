@@ -1,0 +1,177 @@
+//! Operator tools over a lake: what it holds ([`inventory`], [`ls`]), whether it is
+//! whole ([`verify`]), getting it out ([`get`], [`merge`]) and re-publishing recorded
+//! events to an Event Hub ([`replay`], [`eventhub`]).
+//!
+//! Everything here only reads the lake (nothing is written to it, nothing is deleted),
+//! so it is safe to run against a live lake while the handler and the seal timer work.
+//! The `hub2lake ls | verify | get | replay` commands are thin over these functions.
+
+pub mod eventhub;
+pub mod get;
+pub mod inventory;
+pub mod ls;
+pub mod merge;
+pub mod range;
+pub mod replay;
+pub mod scan;
+pub mod verify;
+
+use std::path::PathBuf;
+
+use crate::config::{ConfigError, LakeLocation, Settings};
+use crate::lake::{Lake, LakeError};
+
+/// Why an operator command could not do its work.
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    /// A setting or the lake URL is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// `--from` / `--to` is unusable.
+    #[error(transparent)]
+    Range(#[from] range::RangeError),
+    /// A flag or a combination of flags is unusable.
+    #[error("{0}")]
+    Usage(String),
+    /// The lake refused or failed a call.
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    /// A local file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Data does not have the shape the command needs.
+    #[error("{path}: {reason}")]
+    Corrupt { path: String, reason: String },
+    /// Sending to the destination failed.
+    #[error(transparent)]
+    Sink(#[from] replay::SinkError),
+    /// A bug or a crashed worker task.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Exit codes of the lake commands (documented in `--help` and docs/recovery.md).
+pub mod exit {
+    /// Success (for `verify`: the lake is clean).
+    pub const OK: u8 = 0;
+    /// `verify` found problems; `get`/`replay` finished with some objects or events failed.
+    pub const FINDINGS: u8 = 1;
+    /// Usage or configuration: bad flags, range, lake URL, settings or credentials.
+    pub const USAGE: u8 = 2;
+    /// Storage, network or local I/O failed part-way: run the command again (`get` and
+    /// `replay` resume where they stopped).
+    pub const RUNTIME: u8 = 3;
+}
+
+impl OpsError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { path, source }
+    }
+
+    /// The exit code this failure maps to: configuration and refused credentials are
+    /// usage errors (2), everything else a runtime failure (3).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Config(_) | Self::Range(_) | Self::Usage(_) => exit::USAGE,
+            Self::Lake(LakeError::Open { .. }) => exit::USAGE,
+            Self::Lake(LakeError::Storage { source, .. }) if is_refusal(source) => exit::USAGE,
+            Self::Sink(e) if e.is_configuration() => exit::USAGE,
+            _ => exit::RUNTIME,
+        }
+    }
+}
+
+/// Failures an operator fixes by changing flags or credentials, not by waiting.
+fn is_refusal(e: &object_store::Error) -> bool {
+    matches!(
+        e,
+        object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. }
+            | object_store::Error::InvalidPath { .. }
+            | object_store::Error::UnknownConfigurationKey { .. }
+    )
+}
+
+/// Opens the lake the operator names, with the handler's settings conventions.
+///
+/// `lake_url` (the `--lake` flag) wins over `HUB2LAKE_LAKE_URL`; every other
+/// `HUB2LAKE_*` setting (the path template above all) and object_store's `AZURE_*`
+/// credentials come from `env`. A local lake must already exist: reading a lake never
+/// creates one.
+pub fn open_lake(lake_url: Option<&str>, env: impl Fn(&str) -> Option<String>) -> Result<(Settings, Lake), OpsError> {
+    let settings = Settings::from_lookup(|key| match (key, lake_url) {
+        ("HUB2LAKE_LAKE_URL", Some(url)) => Some(url.to_string()),
+        _ => env(key),
+    })
+    .map_err(|e| match e.setting {
+        "HUB2LAKE_LAKE_URL" if e.value.is_empty() => OpsError::Usage(
+            "no lake given: pass --lake URL or set HUB2LAKE_LAKE_URL (file:///abs/dir, az://<container>[/path], \
+             https://<account>.blob.core.windows.net/<container>[/path], \
+             abfss://<container>@<account>.dfs.core.windows.net[/path])"
+                .into(),
+        ),
+        _ => OpsError::Config(e),
+    })?;
+    if let LakeLocation::Local { root } = &settings.lake {
+        if !root.is_dir() {
+            return Err(OpsError::Usage(format!(
+                "the lake directory {} does not exist (check --lake / HUB2LAKE_LAKE_URL)",
+                root.display()
+            )));
+        }
+    }
+    let lake = Lake::open(&settings)?;
+    Ok((settings, lake))
+}
+
+/// Runs blocking work (decompression, parsing, local files) off the async workers.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, OpsError> + Send + 'static,
+) -> Result<T, OpsError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| OpsError::Internal(format!("worker task failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lake_flag_wins_and_a_missing_lake_is_a_usage_error() {
+        let e = open_lake(None, |_| None).unwrap_err();
+        assert!(e.to_string().contains("--lake"), "{e}");
+        assert_eq!(e.exit_code(), exit::USAGE);
+
+        let e = open_lake(Some("file:///definitely/not/here/hub2lake"), |k| {
+            (k == "HUB2LAKE_LAKE_URL").then(|| "file:///tmp".into())
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("/definitely/not/here/hub2lake"), "{e}");
+        assert_eq!(e.exit_code(), exit::USAGE);
+
+        let e = open_lake(Some("ftp://x"), |_| None).unwrap_err();
+        assert!(e.to_string().contains("HUB2LAKE_LAKE_URL"), "{e}");
+        assert_eq!(e.exit_code(), exit::USAGE);
+
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let (settings, lake) = open_lake(Some(&url), |_| None).unwrap();
+        assert!(matches!(settings.lake, LakeLocation::Local { .. }));
+        assert!(lake.description().starts_with("file://"));
+    }
+
+    #[test]
+    fn other_settings_come_from_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let e = open_lake(Some(&url), |k| (k == "HUB2LAKE_COMPRESSION").then(|| "zstd".into())).unwrap_err();
+        assert!(e.to_string().contains("HUB2LAKE_COMPRESSION"), "{e}");
+        assert_eq!(e.exit_code(), exit::USAGE);
+    }
+}
