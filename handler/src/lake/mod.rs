@@ -182,9 +182,21 @@ impl Lake {
         }
     }
 
-    /// Writes `bytes` at `rel` only if nothing is there yet (`If-None-Match: *`).
-    pub async fn put_new(&self, rel: &str, bytes: Bytes, attrs: &ObjectAttributes) -> Result<PutOutcome, LakeError> {
-        let path = self.full(rel)?;
+    /// One put with our attributes (only to stores that keep them).
+    async fn put(
+        &self,
+        rel: &str,
+        bytes: Bytes,
+        attrs: &ObjectAttributes,
+        mode: PutMode,
+    ) -> Result<object_store::PutResult, object_store::Error> {
+        let path = self.full(rel).map_err(|e| match e {
+            LakeError::Storage { source, .. } => source,
+            other => object_store::Error::Generic {
+                store: "lake",
+                source: other.to_string().into(),
+            },
+        })?;
         let mut attributes = Attributes::new();
         if self.keeps_attributes {
             attributes.insert(Attribute::ContentType, attrs.content_type.into());
@@ -196,11 +208,16 @@ impl Lake {
             }
         }
         let opts = PutOptions {
-            mode: PutMode::Create,
+            mode,
             attributes,
             ..PutOptions::default()
         };
-        match self.store.put_opts(&path, bytes.into(), opts).await {
+        self.store.put_opts(&path, bytes.into(), opts).await
+    }
+
+    /// Writes `bytes` at `rel` only if nothing is there yet (`If-None-Match: *`).
+    pub async fn put_new(&self, rel: &str, bytes: Bytes, attrs: &ObjectAttributes) -> Result<PutOutcome, LakeError> {
+        match self.put(rel, bytes, attrs, PutMode::Create).await {
             Ok(_) => Ok(PutOutcome::Created),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(PutOutcome::AlreadyExists),
             Err(source) => Err(LakeError::Storage {
@@ -214,24 +231,7 @@ impl Lake {
     /// are rewritten on purpose (a seal manifest of a newer generation) and objects no
     /// commit record lists yet; everything else goes through [`Lake::put_new`].
     pub async fn put_overwrite(&self, rel: &str, bytes: Bytes, attrs: &ObjectAttributes) -> Result<(), LakeError> {
-        let path = self.full(rel)?;
-        let mut attributes = Attributes::new();
-        if self.keeps_attributes {
-            attributes.insert(Attribute::ContentType, attrs.content_type.into());
-            if let Some(enc) = attrs.content_encoding {
-                attributes.insert(Attribute::ContentEncoding, enc.into());
-            }
-            for (k, v) in &attrs.metadata {
-                attributes.insert(Attribute::Metadata((*k).into()), v.clone().into());
-            }
-        }
-        let opts = PutOptions {
-            mode: PutMode::Overwrite,
-            attributes,
-            ..PutOptions::default()
-        };
-        self.store
-            .put_opts(&path, bytes.into(), opts)
+        self.put(rel, bytes, attrs, PutMode::Overwrite)
             .await
             .map(|_| ())
             .map_err(|source| LakeError::Storage {
