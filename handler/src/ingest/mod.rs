@@ -118,12 +118,12 @@ impl Ingestor {
             report.stored_bytes += p.entry.bytes;
         }
 
-        let entries: Vec<ReceiptObject> = pending.iter().map(|p| p.entry.clone()).collect();
-        let outcomes: Vec<PutOutcome> =
+        let written: Vec<(PutOutcome, ReceiptObject)> =
             futures::stream::iter(pending.into_iter().map(|p| self.put_verified(p, &partition_id)))
-                .buffer_unordered(self.settings.upload_concurrency)
+                .buffered(self.settings.upload_concurrency)
                 .try_collect()
                 .await?;
+        let (outcomes, entries): (Vec<PutOutcome>, Vec<ReceiptObject>) = written.into_iter().unzip();
         report.objects_created = outcomes.iter().filter(|o| **o == PutOutcome::Created).count() as u64;
         report.objects_existing = outcomes.len() as u64 - report.objects_created;
 
@@ -136,14 +136,25 @@ impl Ingestor {
     }
 
     /// Create-only upload; an existing object must hold exactly this batch's events.
-    async fn put_verified(&self, p: PendingObject, partition_id: &str) -> Result<PutOutcome, IngestError> {
-        let outcome = self.lake.put_new(&p.entry.path, p.bytes, &p.attrs).await?;
+    /// Returns the receipt entry describing what is stored: for an object an earlier
+    /// delivery wrote, its own checksum and sizes (its `processed_timestamp`s differ
+    /// from this delivery's, so this delivery's bytes would not match it).
+    async fn put_verified(
+        &self,
+        p: PendingObject,
+        partition_id: &str,
+    ) -> Result<(PutOutcome, ReceiptObject), IngestError> {
+        let mut entry = p.entry;
+        let outcome = self.lake.put_new(&entry.path, p.bytes, &p.attrs).await?;
         if outcome == PutOutcome::AlreadyExists {
-            let existing = self.lake.get(&p.entry.path).await?;
-            verify_existing(&p.entry.path, &existing, partition_id, &p.sequence_numbers)?;
-            tracing::info!(path = %p.entry.path, "object already written by an earlier delivery; verified");
+            let existing = self.lake.get(&entry.path).await?;
+            let uncompressed = verify_existing(&entry.path, &existing, partition_id, &p.sequence_numbers)?;
+            entry.sha256 = digest_hex(&existing);
+            entry.bytes = existing.len() as u64;
+            entry.uncompressed_bytes = uncompressed;
+            tracing::info!(path = %entry.path, "object already written by an earlier delivery; verified");
         }
-        Ok(outcome)
+        Ok((outcome, entry))
     }
 
     async fn put_receipt(&self, path: &str, receipt: &Receipt) -> Result<(), IngestError> {
@@ -180,7 +191,8 @@ impl Ingestor {
 }
 
 /// Checks that an object found in place of ours holds the same events.
-fn verify_existing(path: &str, bytes: &[u8], partition_id: &str, expected: &[i64]) -> Result<(), LakeError> {
+/// Returns the object's uncompressed size.
+fn verify_existing(path: &str, bytes: &[u8], partition_id: &str, expected: &[i64]) -> Result<u64, LakeError> {
     #[derive(Deserialize)]
     struct Key<'a> {
         #[serde(borrow)]
@@ -213,7 +225,7 @@ fn verify_existing(path: &str, bytes: &[u8], partition_id: &str, expected: &[i64
             expected.len()
         )));
     }
-    Ok(())
+    Ok(text.len() as u64)
 }
 
 /// Which object an event's record goes to.
