@@ -303,23 +303,10 @@ fn encode_batch(
             })?;
             Ok(truncate_to_hour(t))
         };
-        let text = match event::body_text(ev) {
-            Ok(text) => text,
-            Err(undecodable) => {
-                dead_letter(
-                    &mut dead,
-                    &mut line,
-                    ev,
-                    undecodable,
-                    batch,
-                    &partition_id,
-                    &processed,
-                    now,
-                );
-                continue;
-            }
-        };
-        let Decoded { body, parsed } = match event::decode(&text) {
+        // Either step can find the body undecodable; both send it to the dead letters.
+        let text = event::body_text(ev);
+        let decoded = text.as_ref().map_err(Clone::clone).and_then(|t| event::decode(t));
+        let Decoded { body, parsed } = match decoded {
             Ok(decoded) => decoded,
             Err(undecodable) => {
                 dead_letter(
