@@ -1211,11 +1211,7 @@ async fn hostile_routes(ctx: Arc<Ctx>, seed: u64, azure: bool) -> Outcome {
     // object names: one of each such set here, the collision separately below.
     let mut names = BTreeSet::new();
     let mut collider = None;
-    // On Azure, ids that are not visible ASCII are left out: the handler panics on
-    // them (`bug_control_characters_in_a_partition_id_panic_the_handler_on_azure`).
-    let visible_ascii = |p: &String| p.bytes().all(|b| (0x20..0x7f).contains(&b));
-    let usable = |p: &String| !p.is_empty() && (!azure || visible_ascii(p));
-    for (j, pid) in hostile.iter().enumerate().filter(|(_, p)| usable(p)) {
+    for (j, pid) in hostile.iter().enumerate().filter(|(_, p)| !p.is_empty()) {
         let evs = wire_events((0..3).map(|s| {
             let v = &hostile[(j + s as usize) % n];
             (s, change_event(v, "c", pid, s), t + TimeDelta::seconds(s))

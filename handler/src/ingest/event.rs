@@ -144,14 +144,17 @@ impl<'a> Parsed<'a> {
             .ns
             .and_then(|r| serde_json::from_str::<Namespace<'a>>(r.get()).ok());
         let (database, collection) = ns.map(|n| (n.db, n.coll)).unwrap_or((None, None));
-        let resume_token = change.id.and_then(|r| {
+        let is_change_event = operation_type.is_some();
+        // Only a change event's `_id` is a resume token, unique per change. A plain
+        // document's `_id` names the document, which many events may share.
+        let resume_token = change.id.filter(|_| is_change_event).and_then(|r| {
             serde_json::from_str::<ResumeToken<'a>>(r.get())
                 .map(|t| t.data)
                 .ok()
                 .or_else(|| serde_json::from_str::<Cow<'a, str>>(r.get()).ok())
         });
         Self {
-            is_change_event: operation_type.is_some(),
+            is_change_event,
             change,
             operation_type,
             database,
@@ -427,6 +430,14 @@ mod tests {
         for json in [r#"{"operationType":5}"#, "[1]", r#"{"ns":"x"}"#, "7"] {
             assert!(!parsed(json).is_change_event, "{json}");
         }
+    }
+
+    #[test]
+    fn only_change_events_have_a_resume_token() {
+        assert_eq!(parsed(r#"{"_id":"user-42","v":1}"#).resume_token, None);
+        assert_eq!(parsed(r#"{"_id":{"_data":"82"},"v":1}"#).resume_token, None);
+        let change = parsed(r#"{"_id":"tok","operationType":"delete"}"#);
+        assert_eq!(change.resume_token.as_deref(), Some("tok"));
     }
 
     #[test]

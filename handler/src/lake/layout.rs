@@ -178,14 +178,34 @@ fn push_token(out: &mut String, token: Token, v: &PathValues<'_>) {
 /// Longest sanitised path part, in bytes (before the hash suffix of long names).
 pub const MAX_SEGMENT_BYTES: usize = 96;
 
-/// Makes an event-derived value safe as one path segment.
+/// Makes an event-derived value safe as one segment of a data path (a route folder,
+/// a partition in an object name).
 ///
 /// Keeps letters and digits of any script plus `-_.=@+,`; everything else (path
 /// separators of every kind, `%`, control characters, look-alike slashes) becomes `_`.
 /// A leading or trailing dot becomes `_` (so `.` and `..` cannot occur, and Azure's
-/// trailing-dot rule is met). Long values are cut and suffixed with a hash of the
-/// original so distinct values stay distinct. The original value stays in the record.
+/// trailing-dot rule is met). A segment that would start with `_` gets an `x` in
+/// front: Spark, Hive, Hadoop and Snowflake listings skip names starting with `_` or
+/// `.`, and the lake's own areas (`_receipts`, `_deadletter`, `_manifest.json`) start
+/// with `_`, so no route can take or hide among them. Long values are cut and
+/// suffixed with a hash of the original so distinct values stay distinct. The
+/// original value stays in the record. Sanitising a sanitised segment changes nothing.
 pub fn sanitize_segment(raw: &str) -> String {
+    let mut out = clean_segment(raw);
+    if out.starts_with('_') {
+        out.insert(0, 'x');
+    }
+    bounded_segment(out, raw)
+}
+
+/// Makes a value safe as one segment inside the lake's own `_`-areas (receipts, dead
+/// letters), where hidden-name rules do not matter: like [`sanitize_segment`] without
+/// the `x` in front, so that names written by earlier versions stay the same.
+pub fn sanitize_area_segment(raw: &str) -> String {
+    bounded_segment(clean_segment(raw), raw)
+}
+
+fn clean_segment(raw: &str) -> String {
     if raw.is_empty() {
         return "_empty".into();
     }
@@ -207,9 +227,14 @@ pub fn sanitize_segment(raw: &str) -> String {
         out.replace_range(len - 1.., "_");
     }
     if RESERVED_NAMES.iter().any(|r| out.eq_ignore_ascii_case(r)) {
-        // An event may not name a route after the lake's own areas.
         out.insert(0, '_');
     }
+    out
+}
+
+/// Cuts a long segment and appends a hash of the raw value (after `-`, a kept
+/// character, so the result sanitises to itself).
+fn bounded_segment(mut out: String, raw: &str) -> String {
     if out.len() > MAX_SEGMENT_BYTES {
         let mut cut = MAX_SEGMENT_BYTES - 9;
         while !out.is_char_boundary(cut) {
@@ -217,7 +242,7 @@ pub fn sanitize_segment(raw: &str) -> String {
         }
         out.truncate(cut);
         let digest = crate::lake::digest_hex(raw.as_bytes());
-        out.push('~');
+        out.push('-');
         out.push_str(&digest[..8]);
     }
     out
@@ -233,9 +258,9 @@ pub fn receipt_path(eventhub: &str, consumer_group: &str, partition: &str, first
     format!(
         "{}/{}/{}/{}/{first}-{last}.json",
         RECEIPTS_DIR,
-        sanitize_segment(eventhub),
-        sanitize_segment(consumer_group),
-        sanitize_segment(partition)
+        sanitize_area_segment(eventhub),
+        sanitize_area_segment(consumer_group),
+        sanitize_area_segment(partition)
     )
 }
 
@@ -245,7 +270,7 @@ pub fn deadletter_path(hour: DateTime<Utc>, partition: &str, first: i64, last: i
         "{}/{}/{}-{first}-{last}.jsonl",
         DEADLETTER_DIR,
         hour_path(hour),
-        sanitize_segment(partition)
+        sanitize_area_segment(partition)
     )
 }
 
@@ -311,17 +336,32 @@ mod tests {
 
     #[test]
     fn traversal_attempts_become_plain_names() {
-        assert_eq!(sanitize_segment(".."), "__");
-        assert_eq!(sanitize_segment("."), "_");
+        assert_eq!(sanitize_segment(".."), "x__");
+        assert_eq!(sanitize_segment("."), "x_");
         assert_eq!(sanitize_segment("a/../b"), "a_.._b");
-        assert_eq!(sanitize_segment("%2e%2e"), "_2e_2e");
+        assert_eq!(sanitize_segment("%2e%2e"), "x_2e_2e");
         assert_eq!(sanitize_segment("x\0y"), "x_y");
         assert_eq!(sanitize_segment("a\\b"), "a_b");
         assert_eq!(sanitize_segment("a\u{FF0F}b"), "a_b");
-        assert_eq!(sanitize_segment(""), "_empty");
         assert_eq!(sanitize_segment("Zoë"), "Zoë");
-        assert_eq!(sanitize_segment("_receipts"), "__receipts");
-        assert_eq!(sanitize_segment("_Deadletter"), "__Deadletter");
+    }
+
+    #[test]
+    fn route_folders_are_never_hidden_nor_the_lakes_own_areas() {
+        assert_eq!(sanitize_segment(""), "x_empty");
+        assert_eq!(sanitize_segment("_audit"), "x_audit");
+        assert_eq!(sanitize_segment(".hidden"), "x_hidden");
+        assert_eq!(sanitize_segment("_receipts"), "x__receipts");
+        assert_eq!(sanitize_segment("_Deadletter"), "x__Deadletter");
+        assert_eq!(sanitize_segment("orders_"), "orders_");
+    }
+
+    #[test]
+    fn names_inside_the_lakes_areas_keep_their_form() {
+        assert_eq!(sanitize_area_segment("$Default"), "_Default");
+        assert_eq!(sanitize_area_segment("0"), "0");
+        assert_eq!(sanitize_area_segment(""), "_empty");
+        assert_eq!(sanitize_area_segment(".."), "__");
     }
 
     #[test]
@@ -342,7 +382,11 @@ mod tests {
             prop_assert!(s != "." && s != "..");
             prop_assert!(!s.starts_with('.') && !s.ends_with('.'));
             prop_assert!(!s.chars().any(|c| c.is_control()));
+            prop_assert!(!s.starts_with('_'), "hidden from Hadoop-style listings: {}", s);
             prop_assert!(object_store::path::Path::parse(&s).is_ok());
+            prop_assert_eq!(sanitize_segment(&s), s.clone(), "sanitising is idempotent");
+            let area = sanitize_area_segment(&raw);
+            prop_assert!(area.len() <= MAX_SEGMENT_BYTES && object_store::path::Path::parse(&area).is_ok());
         }
 
         #[test]

@@ -63,6 +63,39 @@ pub struct ObjectAttributes {
     pub metadata: Vec<(&'static str, String)>,
 }
 
+/// Bytes a metadata value keeps as they are: visible ASCII except `%`.
+const METADATA_ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b' ').add(b'%');
+
+/// Longest metadata value we send, in bytes. Azure allows 8 KiB of metadata per
+/// object in all; a hostile 10 KB partition id must not make every write fail.
+pub const MAX_METADATA_VALUE_BYTES: usize = 1024;
+
+/// A metadata value as an HTTP header can carry it. Values come from outside (a
+/// partition id); Azure sends metadata as `x-ms-meta-*` headers and its request
+/// signer refuses control characters and non-ASCII. Anything else is percent-encoded
+/// as UTF-8, so the value stays readable and `percent-decode` gives it back exactly.
+/// A value longer than [`MAX_METADATA_VALUE_BYTES`] is cut and ends in `...`: the
+/// metadata is a convenience, the record and the receipt keep the value whole.
+pub fn metadata_value(value: &str) -> String {
+    let out = percent_encoding::utf8_percent_encode(value, METADATA_ESCAPED).to_string();
+    if out.len() <= MAX_METADATA_VALUE_BYTES {
+        return out;
+    }
+    // Cut whole characters, so neither an escape nor a UTF-8 sequence is split.
+    let mut cut = String::with_capacity(MAX_METADATA_VALUE_BYTES);
+    let mut buf = [0u8; 4];
+    for c in value.chars() {
+        let piece = percent_encoding::utf8_percent_encode(c.encode_utf8(&mut buf), METADATA_ESCAPED);
+        let piece = piece.to_string();
+        if cut.len() + piece.len() > MAX_METADATA_VALUE_BYTES - 3 {
+            break;
+        }
+        cut.push_str(&piece);
+    }
+    cut.push_str("...");
+    cut
+}
+
 /// Result of a create-only put.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutOutcome {
@@ -204,7 +237,7 @@ impl Lake {
                 attributes.insert(Attribute::ContentEncoding, enc.into());
             }
             for (k, v) in &attrs.metadata {
-                attributes.insert(Attribute::Metadata((*k).into()), v.clone().into());
+                attributes.insert(Attribute::Metadata((*k).into()), metadata_value(v).into());
             }
         }
         let opts = PutOptions {
@@ -328,6 +361,30 @@ mod tests {
 
     fn lake() -> Lake {
         Lake::from_store(Arc::new(InMemory::new()), "base/dir", true, "memory".into())
+    }
+
+    #[test]
+    fn metadata_values_are_visible_ascii_and_decode_back() {
+        for raw in ["0", "x\u{0}y", "p\u{e9}", " a%b ", "\u{1F980}\r\n", "~!*()'"] {
+            let v = metadata_value(raw);
+            assert!(v.bytes().all(|b| (0x21..0x7f).contains(&b)), "{raw:?} -> {v:?}");
+            assert_eq!(percent_encoding::percent_decode_str(&v).decode_utf8().unwrap(), raw);
+        }
+        assert_eq!(metadata_value("12"), "12");
+    }
+
+    #[test]
+    fn long_metadata_values_are_cut_without_splitting_an_escape() {
+        for raw in [
+            "a".repeat(10_000),
+            "\u{FF0E}".repeat(4000),
+            format!("ab{}", "\u{e9}".repeat(2000)),
+        ] {
+            let v = metadata_value(&raw);
+            assert!(v.len() <= MAX_METADATA_VALUE_BYTES && v.ends_with("..."), "{}", v.len());
+            let kept = v.trim_end_matches("...");
+            assert!(raw.starts_with(&*percent_encoding::percent_decode_str(kept).decode_utf8().unwrap()));
+        }
     }
 
     #[tokio::test]
