@@ -363,6 +363,155 @@ async fn gap_is_detected_and_reported_with_exact_ranges_in_both_hours() {
     assert_eq!(h1, keys("0", 30..=49).union(&keys("1", 10..=19)).cloned().collect());
 }
 
+/// The bytes of every file in an hour folder.
+fn files(lh: &Lakehouse, collection: &str, at: DateTime<Utc>) -> BTreeMap<String, Vec<u8>> {
+    lh.names(collection, at)
+        .into_iter()
+        .map(|n| {
+            let bytes = std::fs::read(lh.hour_dir(collection, at).join(&n)).unwrap();
+            (n, bytes)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gap_repaired_next_door_updates_the_sealed_manifest_in_place_without_recompacting() {
+    let lh = Lakehouse::new();
+    lh.batch("0", 0..=9, ORDERS, hour(0) + TimeDelta::minutes(10)).await;
+    // 10..=19 was checkpointed past; its events belong to hour H.
+    lh.batch("0", 20..=29, ORDERS, hour(1) + TimeDelta::minutes(10)).await;
+    let report = lh.seal(after_grace()).await;
+    assert_eq!((report.units_sealed, report.gaps_found), (2, 1), "{report:?}");
+    for at in [hour(0), hour(1)] {
+        assert!(!lh.manifest(ORDERS, at).unwrap().complete);
+        assert!(
+            lh.names(ORDERS, at).contains(&"_recheck".to_string()),
+            "an hour with gaps is watched"
+        );
+    }
+    let next_door = files(&lh, ORDERS, hour(1));
+
+    // The replay lands in H only: H is re-sealed, and H+1 — whose data did not change —
+    // gets its manifest brought up to date in place.
+    lh.batch("0", 10..=19, ORDERS, hour(0) + TimeDelta::minutes(30)).await;
+    let report = lh.seal(after_grace()).await;
+    assert_eq!(
+        (report.units_resealed, report.manifests_updated, report.gaps_found),
+        (1, 1, 0),
+        "{report:?}"
+    );
+    let h0 = lh.manifest(ORDERS, hour(0)).unwrap();
+    assert!(h0.complete && h0.gaps.is_empty() && h0.generation == 2);
+    let h1 = lh.manifest(ORDERS, hour(1)).unwrap();
+    assert!(h1.complete && h1.gaps.is_empty(), "{h1:?}");
+    assert_eq!((h1.generation, h1.revision), (1, 1), "same generation, next revision");
+    assert!(h1.updated_at.is_some());
+    let now_next_door = files(&lh, ORDERS, hour(1));
+    for (name, bytes) in &next_door {
+        if name.starts_with("part-") {
+            assert_eq!(now_next_door.get(name), Some(bytes), "{name} is not rewritten");
+        }
+    }
+    for at in [hour(0), hour(1)] {
+        let names = lh.names(ORDERS, at);
+        assert!(parts_only(&names), "the marker is gone once no gap is left: {names:?}");
+    }
+
+    // Nothing changes any more, and nothing is read again to find that out.
+    let again = lh.seal(after_grace()).await;
+    assert_eq!(
+        (again.units_already_sealed, again.manifests_updated),
+        (2, 0),
+        "{again:?}"
+    );
+    assert_eq!(lh.manifest(ORDERS, hour(1)), Some(h1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_recheck_marker_follows_the_manifest_whoever_left_it() {
+    let lh = Lakehouse::new();
+    lh.batch("0", 0..=9, ORDERS, hour(0) + TimeDelta::minutes(10)).await;
+    lh.batch("0", 20..=29, ORDERS, hour(0) + TimeDelta::minutes(40)).await;
+    lh.batch("0", 30..=39, ORDERS, hour(1) + TimeDelta::minutes(1)).await;
+    assert_eq!(lh.seal(Utc::now()).await.units_sealed, 1);
+    let marker = lh.hour_dir(ORDERS, hour(0)).join("_recheck");
+    let sealed = lh.manifest(ORDERS, hour(0)).unwrap();
+    assert!(!sealed.complete && marker.exists());
+
+    // A manifest written by an earlier version has gaps but no marker: as long as the
+    // gap is in the receipts, the manifest is read, found right, and marked.
+    std::fs::remove_file(&marker).unwrap();
+    let report = lh.seal(Utc::now()).await;
+    assert_eq!(
+        (report.units_already_sealed, report.manifests_updated),
+        (1, 0),
+        "{report:?}"
+    );
+    assert!(marker.exists());
+    assert_eq!(lh.manifest(ORDERS, hour(0)), Some(sealed));
+
+    // An operator's marker on a complete hour costs one read, changes nothing, and goes.
+    lh.batch("0", 10..=19, ORDERS, hour(0) + TimeDelta::minutes(20)).await;
+    assert_eq!(lh.seal(Utc::now()).await.units_resealed, 1);
+    assert!(!marker.exists());
+    let complete = lh.manifest(ORDERS, hour(0)).unwrap();
+    assert!(complete.complete);
+    std::fs::write(&marker, b"please look").unwrap();
+    let report = lh.seal(Utc::now()).await;
+    assert_eq!(
+        (report.units_already_sealed, report.manifests_updated),
+        (1, 0),
+        "{report:?}"
+    );
+    assert!(!marker.exists());
+    assert_eq!(lh.manifest(ORDERS, hour(0)), Some(complete));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_no_receipt_names_is_removed_only_from_compacted_hours() {
+    for compact in [true, false] {
+        let lh = Lakehouse::with(|s| s.seal_compact = compact);
+        lh.batch("0", 0..=9, ORDERS, hour(0) + TimeDelta::minutes(10)).await;
+        lh.batch("0", 10..=19, ORDERS, hour(1) + TimeDelta::minutes(10)).await;
+        // What a delivery whose receipt failed leaves: its object, under its own name.
+        let dir = lh.hour_dir(ORDERS, hour(0));
+        std::fs::copy(dir.join("0-0-9.jsonl.gz"), dir.join("0-0-9x.jsonl.gz")).unwrap();
+
+        let report = lh.seal(Utc::now()).await;
+        assert_eq!(report.units_sealed, 1, "compact={compact}: {report:?}");
+        let m = lh.manifest(ORDERS, hour(0)).unwrap();
+        let names = lh.names(ORDERS, hour(0));
+        if compact {
+            assert_eq!((report.copies_removed, report.unreceipted_left), (1, 0), "{report:?}");
+            // Watched for an hour: a delivery in flight may still name the copy.
+            let (marker, rest): (Vec<String>, Vec<String>) = names.into_iter().partition(|n| n == "_recheck");
+            assert!(marker.len() == 1 && parts_only(&rest), "{rest:?}");
+            assert_eq!(m.removed_copies.len(), 1);
+            assert_eq!((m.removed_copies[0].records, m.unreceipted.len()), (10, 0));
+            assert_eq!(exactly_once(&lh.glob(ORDERS, hour(0))), keys("0", 0..=9));
+        } else {
+            // The manifest lists the raw objects and the seal deletes nothing: the copy
+            // stays, listed with nothing uncovered.
+            assert_eq!((report.copies_removed, report.unreceipted_left), (0, 1), "{report:?}");
+            assert!(names.contains(&"0-0-9x.jsonl.gz".to_string()), "{names:?}");
+            assert_eq!(m.unreceipted.len(), 1);
+            assert!(m.unreceipted[0].uncovered.is_empty(), "{:?}", m.unreceipted);
+        }
+        let again = lh.seal(Utc::now()).await;
+        assert_eq!(
+            (again.units_already_sealed, again.manifests_updated),
+            (1, 0),
+            "{again:?}"
+        );
+        if compact {
+            // An hour after the removal the watch ends; the manifest stays as it is.
+            lh.seal(Utc::now() + TimeDelta::minutes(61)).await;
+            assert!(parts_only(&lh.names(ORDERS, hour(0))));
+            assert_eq!(lh.manifest(ORDERS, hour(0)), Some(m));
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn overlapping_redelivery_with_different_boundaries_is_deduplicated_to_exactly_once() {
     let lh = Lakehouse::new();

@@ -8,8 +8,10 @@
 //! 2. seal in-process as of a `now` far enough ahead that every hour is ready, then
 //!    once more (the second run must find nothing to do);
 //! 3. after sealing: every acknowledged event is in the manifest-listed objects exactly
-//!    once — by (partition, sequence number) and by `event_id` — and no data object in
-//!    the lake (a glob) holds any event twice; nothing that was never sent is there;
+//!    once — by (partition, sequence number) and by `event_id` — and a sealed hour's
+//!    folder (a glob) holds nothing else but the objects without receipt its manifest
+//!    reports, each holding events no receipt covers (no redundant copy survives); a
+//!    manifest with gaps or such objects has its `_recheck` marker; nothing that was never sent is there;
 //!    every poison event is in `_deadletter/` with a reason and its exact bytes; every
 //!    sequence number between acknowledged ones that no receipt covers is reported as
 //!    a gap, and no gap holds an acknowledged event; nothing is written outside the
@@ -28,7 +30,7 @@ use hub2lake::lake::encode::decode_object;
 use hub2lake::lake::layout;
 use hub2lake::lake::receipt::{ObjectKind, Receipt};
 use hub2lake::lake::{digest_hex, Lake};
-use hub2lake::seal::manifest::Manifest;
+use hub2lake::seal::manifest::{Manifest, UnreceiptedObject};
 use hub2lake::seal::SealReport;
 use serde::Deserialize;
 
@@ -116,18 +118,9 @@ pub struct Expect {
     pub restarts: u64,
     /// Files allowed beside the lake directory in the local parent directory.
     pub allowed_outside: Vec<PathBuf>,
-    /// Accept extra copies of events in objects no manifest lists (see
-    /// `bug_orphan_objects_of_a_failed_delivery_survive_the_seal`); the manifest read
-    /// must still be exact.
-    pub tolerate_orphan_copies: bool,
     /// Fail on the receipt SHA-256 bug instead of repairing the receipt (see
     /// [`REPAIR_RECEIPT_SHA_BUG`]).
     pub strict: bool,
-    /// Count, instead of failing on, gaps whose manifests were not updated after the
-    /// hour was sealed: a gap late data filled that a sealed neighbour still reports,
-    /// and a gap that appeared next to sealed hours that no manifest reports (see
-    /// `bug_gaps_that_change_after_an_hour_is_sealed_are_not_in_its_manifest`).
-    pub tolerate_gap_propagation_bug: bool,
 }
 
 /// `bug_retried_batch_records_a_wrong_sha256_and_blocks_the_seal`: a batch that
@@ -217,17 +210,18 @@ pub struct Outcome {
     pub dead_letters: u64,
     pub answered_5xx: u64,
     pub restarts: u64,
-    /// Data objects no manifest lists after the seal (left by failed deliveries).
+    /// Data objects no manifest lists after the seal: objects without receipt that
+    /// hold events no receipt covers (left by failed deliveries; reported in their
+    /// hour's manifest, or in a folder no receipt reached).
     pub orphans: u64,
+    /// Objects without receipt the (first) seal removed as redundant copies.
+    pub copies_removed: u64,
     /// Local lakes: object_store staging files left by a killed handler.
     pub staging_leftovers: u64,
     /// Receipt entries rewritten because of the receipt SHA-256 bug.
     pub receipt_sha_repairs: u64,
     /// Warnings of the (first) seal run, as the timer logs them.
     pub seal_warnings: Vec<String>,
-    /// Gap ranges a manifest reports that hold events which are in the lake, plus
-    /// missing events no manifest reports (the gap propagation bug).
-    pub stale_gaps: u64,
     pub notes: Vec<String>,
 }
 
@@ -419,13 +413,19 @@ pub async fn check(view: &LakeView, expect: &Expect, now: DateTime<Utc>) -> Outc
         first.message, first.warnings
     );
     assert_eq!(
-        second.units_sealed + second.units_resealed + second.units_skipped,
+        second.units_sealed
+            + second.units_resealed
+            + second.units_skipped
+            + second.units_cleaned
+            + second.manifests_updated
+            + second.copies_removed,
         0,
         "a second seal run finds nothing to do: {}",
         second.message
     );
     let mut out = check_sealed(view, expect, &covered).await;
     out.receipt_sha_repairs = repairs;
+    out.copies_removed = first.copies_removed;
     out.seal_warnings = first.warnings.clone();
     out.notes.push(format!(
         "check: receipts {} ms, 2 seals {} ms ({} units), lake {} ms",
@@ -454,6 +454,7 @@ pub async fn check_sealed(view: &LakeView, expect: &Expect, covered: &BTreeMap<S
     let mut manifests: Vec<(String, Manifest)> = Vec::new();
     let mut data_paths = Vec::new();
     let mut dead: BTreeMap<Key, Vec<DeadKey>> = BTreeMap::new();
+    let mut markers: BTreeSet<String> = BTreeSet::new();
     for o in &listed {
         let p = o.path.as_str();
         if p.starts_with("_receipts/") && p.ends_with(".json") {
@@ -469,6 +470,8 @@ pub async fn check_sealed(view: &LakeView, expect: &Expect, covered: &BTreeMap<S
             let m: Manifest = serde_json::from_slice(&lake.get(p).await.unwrap())
                 .unwrap_or_else(|e| panic!("{p} does not parse: {e}"));
             manifests.push((p.to_string(), m));
+        } else if let Some(dir) = p.strip_suffix("/_recheck") {
+            markers.insert(dir.to_string());
         } else if p.starts_with("_hub2lake/") {
             out.notes.push(format!("start-up probe left behind: {p}"));
         } else if p.ends_with(".jsonl.gz") || p.ends_with(".jsonl") {
@@ -514,6 +517,11 @@ pub async fn check_sealed(view: &LakeView, expect: &Expect, covered: &BTreeMap<S
         }
         assert_eq!(total, m.total_records, "{path}: total_records");
         assert_eq!(m.complete, m.gaps.is_empty(), "{path}: complete iff no gaps");
+        assert!(
+            (m.gaps.is_empty() && m.unreceipted.is_empty()) || markers.contains(dir),
+            "{path} lists gaps or objects without receipt but its folder has no _recheck marker: later changes \
+             would not reach it"
+        );
         for g in &m.gaps {
             assert_eq!(
                 g.missing,
@@ -523,10 +531,73 @@ pub async fn check_sealed(view: &LakeView, expect: &Expect, covered: &BTreeMap<S
             gaps.insert((g.partition_id.clone(), g.first_missing, g.last_missing));
         }
     }
-    for p in &data_paths {
-        if !listed_paths.contains(p) {
-            out.orphans += 1;
-            out.notes.push(format!("orphan {p}"));
+    let is_covered = |p: &str, s: i64| {
+        covered
+            .get(p)
+            .is_some_and(|rs| rs.iter().any(|(f, l)| (*f..=*l).contains(&s)))
+    };
+    // The glob: a sealed hour's folder holds the objects its manifest lists and, only
+    // when its manifest reports them, objects no receipt names that hold events no
+    // receipt covers (so nothing in the folder is a copy the seal could have removed).
+    let reported: BTreeMap<&str, &UnreceiptedObject> = manifests
+        .iter()
+        .flat_map(|(_, m)| m.unreceipted.iter().map(|u| (u.path.as_str(), u)))
+        .collect();
+    let sealed_dirs: BTreeSet<&str> = manifests
+        .iter()
+        .map(|(p, _)| p.trim_end_matches("/_manifest.json"))
+        .collect();
+    for p in data_paths.iter().filter(|p| !listed_paths.contains(*p)) {
+        out.orphans += 1;
+        let keys: Vec<&Key> = records_of[p].iter().map(|(_, k)| k).collect();
+        let (covered_keys, uncovered): (Vec<&Key>, Vec<&Key>) = keys.iter().partition(|k| is_covered(&k.0, k.1));
+        for k in &uncovered {
+            assert!(
+                !expect.acked.contains(*k),
+                "{k:?} is acknowledged, but no receipt covers it"
+            );
+        }
+        match reported.get(p.as_str()) {
+            Some(u) => {
+                assert!(
+                    !uncovered.is_empty(),
+                    "{p} is left in a sealed hour, but receipts cover every event it holds: a redundant copy the \
+                     seal must remove"
+                );
+                let mut in_runs = 0;
+                for run in &u.uncovered {
+                    let inside: Vec<&&Key> = keys
+                        .iter()
+                        .filter(|k| {
+                            k.0 == run.partition_id
+                                && (run.first_sequence_number..=run.last_sequence_number).contains(&k.1)
+                        })
+                        .collect();
+                    assert!(
+                        inside.iter().all(|k| !is_covered(&k.0, k.1)) && inside.len() as u64 == run.records,
+                        "{p}: the reported uncovered run {run:?} does not match the object ({inside:?})"
+                    );
+                    in_runs += run.records;
+                }
+                assert_eq!(in_runs, uncovered.len() as u64, "{p}: reported uncovered records");
+                out.notes.push(format!(
+                    "left without receipt and reported: {p} ({} of {} events in no receipt)",
+                    uncovered.len(),
+                    keys.len()
+                ));
+            }
+            None => {
+                let dir = p.rsplit_once('/').map_or("", |(d, _)| d);
+                assert!(
+                    !sealed_dirs.contains(dir),
+                    "{p} is in the sealed folder {dir}, but its manifest neither lists nor reports it"
+                );
+                assert!(
+                    covered_keys.is_empty(),
+                    "{p} (in a folder no receipt reached) holds {covered_keys:?}, which receipts cover"
+                );
+                out.notes.push(format!("orphan in a folder no receipt reached: {p}"));
+            }
         }
     }
 
@@ -539,10 +610,7 @@ pub async fn check_sealed(view: &LakeView, expect: &Expect, covered: &BTreeMap<S
         assert!(expect.sent.contains(k), "{k:?} is in the lake but was never sent");
         assert!(!expect.poison.contains_key(k), "poison event {k:?} is in a data object");
     }
-    for (k, n) in &glob {
-        if !expect.tolerate_orphan_copies {
-            assert_eq!(*n, 1, "{k:?} is {n} times among the data objects (glob) after the seal");
-        }
+    for k in glob.keys() {
         assert!(expect.sent.contains(k), "{k:?} is in the lake but was never sent");
     }
     for k in &expect.acked {
@@ -591,20 +659,10 @@ pub async fn check_sealed(view: &LakeView, expect: &Expect, covered: &BTreeMap<S
 
     // Gaps: between acknowledged events, every number no receipt covers is reported,
     // and no reported gap holds a covered or acknowledged number.
-    let is_covered = |p: &str, s: i64| {
-        covered
-            .get(p)
-            .is_some_and(|rs| rs.iter().any(|(f, l)| (*f..=*l).contains(&s)))
-    };
     let in_gap = |p: &str, s: i64| gaps.iter().any(|(gp, f, l)| gp == p && (*f..=*l).contains(&s));
     for (p, f, l) in &gaps {
         out.gap_ranges += 1;
         out.gap_events += (l - f + 1) as u64;
-        let stale = (*f..=*l).any(|s| expect.acked.contains(&(p.clone(), s)) || is_covered(p, s));
-        if stale && expect.tolerate_gap_propagation_bug {
-            out.stale_gaps += 1;
-            continue;
-        }
         for s in *f..=*l {
             let k = (p.clone(), s);
             assert!(
@@ -634,10 +692,6 @@ pub async fn check_sealed(view: &LakeView, expect: &Expect, covered: &BTreeMap<S
                     "{k:?} is covered by a receipt but in no sealed object or dead letter"
                 );
             } else if expect.produced.contains_key(&k) {
-                if !in_gap(p, s) && expect.tolerate_gap_propagation_bug {
-                    out.stale_gaps += 1;
-                    continue;
-                }
                 assert!(
                     in_gap(p, s),
                     "{k:?} was never written between acknowledged events and is not reported as a gap"

@@ -7,6 +7,7 @@
 //! re-delivery with different batch boundaries (an *overlap*).
 
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -144,6 +145,70 @@ pub fn tile(spans: &[Span]) -> Tiling {
     }
     out.hull = Some(SeqRange::new(first.range.first, covered_to));
     out
+}
+
+/// Sequence numbers covered by a set of ranges, per partition id: the receipts that
+/// prove events durable, asked whether they also hold the events of an object no
+/// receipt names. Ranges are kept merged and sorted, so a question is a binary search.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Coverage(BTreeMap<String, Vec<SeqRange>>);
+
+impl Coverage {
+    /// Builds the coverage of `(partition id, range)` pairs (any order, overlapping).
+    pub fn new<'a>(ranges: impl IntoIterator<Item = (&'a str, SeqRange)>) -> Self {
+        let mut by_partition: BTreeMap<String, Vec<SeqRange>> = BTreeMap::new();
+        for (partition, range) in ranges {
+            if !range.is_empty() {
+                by_partition.entry(partition.to_string()).or_default().push(range);
+            }
+        }
+        for ranges in by_partition.values_mut() {
+            *ranges = merge_ranges(std::mem::take(ranges));
+        }
+        Self(by_partition)
+    }
+
+    /// The merged range holding `seq`, if any.
+    fn range_of(&self, partition: &str, seq: i64) -> Option<SeqRange> {
+        let ranges = self.0.get(partition)?;
+        // The last range starting at or before `seq` is the only candidate.
+        let i = ranges.partition_point(|r| r.first <= seq);
+        let r = *ranges.get(i.checked_sub(1)?)?;
+        r.contains(seq).then_some(r)
+    }
+
+    pub fn contains(&self, partition: &str, seq: i64) -> bool {
+        self.range_of(partition, seq).is_some()
+    }
+
+    /// Whether every number of `range` is covered.
+    pub fn covers(&self, partition: &str, range: SeqRange) -> bool {
+        range.is_empty()
+            || self
+                .range_of(partition, range.first)
+                .is_some_and(|r| r.last >= range.last)
+    }
+
+    /// Whether some number of `range` is covered.
+    pub fn intersects(&self, partition: &str, range: SeqRange) -> bool {
+        self.0
+            .get(partition)
+            .is_some_and(|ranges| ranges.iter().any(|r| r.intersects(&range)))
+    }
+}
+
+/// Sorts ranges and merges the overlapping and adjacent ones (`0..9` and `10..19` are
+/// one range: sequence numbers are integers).
+fn merge_ranges(mut ranges: Vec<SeqRange>) -> Vec<SeqRange> {
+    ranges.sort();
+    let mut merged: Vec<SeqRange> = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        match merged.last_mut() {
+            Some(last) if r.first <= last.last.saturating_add(1) => last.last = last.last.max(r.last),
+            _ => merged.push(r),
+        }
+    }
+    merged
 }
 
 /// Why an hour was sealed.
@@ -311,6 +376,24 @@ mod tests {
         );
     }
 
+    #[test]
+    fn coverage_merges_adjacent_ranges_and_answers_per_partition() {
+        let c = Coverage::new([
+            ("0", SeqRange::new(10, 19)),
+            ("0", SeqRange::new(0, 9)),
+            ("0", SeqRange::new(30, 39)),
+            ("0", SeqRange::new(35, 36)),
+            ("1", SeqRange::new(5, 5)),
+        ]);
+        assert!(c.covers("0", SeqRange::new(0, 19)), "adjacent batches tile");
+        assert!(!c.covers("0", SeqRange::new(15, 30)), "20..29 is not covered");
+        assert!(c.contains("0", 39) && !c.contains("0", 40) && !c.contains("0", -1));
+        assert!(c.intersects("0", SeqRange::new(25, 30)));
+        assert!(!c.intersects("0", SeqRange::new(20, 29)));
+        assert!(c.contains("1", 5) && !c.contains("2", 5), "partitions are separate");
+        assert!(c.covers("9", SeqRange::new(3, 2)), "an empty range is covered");
+    }
+
     fn at(h: u32, m: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2025, 1, 15, h, m, 0).unwrap()
     }
@@ -431,6 +514,19 @@ mod tests {
             for (s, n) in cov {
                 prop_assert_eq!(in_overlaps.contains(&s), n >= 2, "seq {}", s);
             }
+        }
+
+        #[test]
+        fn coverage_answers_like_brute_force(
+            ranges in proptest::collection::vec((0i64..200, 0i64..15).prop_map(|(f, len)| (f, f + len)), 0..25),
+            probe in (0i64..220, 0i64..20).prop_map(|(f, len)| (f, f + len)),
+        ) {
+            let c = Coverage::new(ranges.iter().map(|(f, l)| ("p", SeqRange::new(*f, *l))));
+            let cov = coverage(&ranges);
+            let (f, l) = probe;
+            prop_assert_eq!(c.covers("p", SeqRange::new(f, l)), (f..=l).all(|s| cov.contains_key(&s)));
+            prop_assert_eq!(c.intersects("p", SeqRange::new(f, l)), (f..=l).any(|s| cov.contains_key(&s)));
+            prop_assert_eq!(c.contains("p", f), cov.contains_key(&f));
         }
 
         #[test]

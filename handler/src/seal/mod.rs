@@ -8,7 +8,11 @@
 //! 1. merges its raw objects (and a previous generation's objects, when late data
 //!    re-opened it) into `part-g<generation>-<nnnnn>` objects, create-only ([`compact`]);
 //! 2. writes `_manifest.json` — the commit point ([`manifest`]);
-//! 3. deletes what the manifest superseded.
+//! 3. deletes what the manifest superseded, and objects no receipt names whose events
+//!    the receipts prove sealed (copies left by failed deliveries, [`unreceipted`]).
+//!
+//! A sealed unit's manifest is kept up to date in place (same generation, same
+//! objects) when its gaps change or objects without receipt appear in its folder.
 //!
 //! A crash between any two steps leaves either the previous state (no new manifest:
 //! the raw objects are all there, stray new objects are ignored and later replaced or
@@ -17,9 +21,11 @@
 
 pub mod compact;
 pub mod completeness;
+mod folder;
 pub mod manifest;
 pub mod plan;
 mod unit;
+pub mod unreceipted;
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -95,6 +101,10 @@ pub struct SealReport {
     pub units_resealed: u64,
     /// Sealed units whose cleanup an interrupted earlier run left unfinished.
     pub units_cleaned: u64,
+    /// Sealed units whose manifest was rewritten in place (same generation and
+    /// objects): gaps changed, objects without receipt found or removed, receipts of
+    /// removed copies recorded.
+    pub manifests_updated: u64,
     /// Units already sealed with nothing new.
     pub units_already_sealed: u64,
     /// Units not done yet (current hour, or a writer partition behind and grace not over).
@@ -115,6 +125,12 @@ pub struct SealReport {
     pub records_sealed: u64,
     pub objects_written: u64,
     pub objects_deleted: u64,
+    /// Objects no receipt names that were deleted because every event they held is in
+    /// the sealed objects (copies left by deliveries whose receipt failed).
+    pub copies_removed: u64,
+    /// Objects no receipt names left in sealed hours because some of their events are
+    /// in no receipt (each is listed in its manifest's `unreceipted`).
+    pub unreceipted_left: u64,
     pub past_due: bool,
     pub duration: Duration,
     pub warnings: Vec<String>,
@@ -156,6 +172,15 @@ impl SealReport {
             self.duration.as_millis(),
             if self.past_due { " (timer was past due)" } else { "" },
         );
+        // Rare events: named only when they happened, so the usual line stays short.
+        let extras = [
+            (self.manifests_updated, "manifests updated in place"),
+            (self.copies_removed, "copies without receipt removed"),
+            (self.unreceipted_left, "objects without receipt left in sealed hours"),
+        ];
+        for (n, what) in extras.iter().filter(|(n, _)| *n > 0) {
+            self.message.push_str(&format!("; {n} {what}"));
+        }
     }
 }
 
@@ -236,7 +261,7 @@ pub async fn run_with(
         }
         match unit::process(&ctx, unit, reason).await {
             Ok(outcome) => {
-                if !matches!(outcome, UnitOutcome::AlreadySealed) {
+                if outcome.did_work() {
                     worked += 1;
                 }
                 record(&mut report, unit, outcome);
@@ -278,9 +303,25 @@ fn warn(report: &mut SealReport, message: String) {
 fn record(report: &mut SealReport, unit: &plan::Unit, outcome: UnitOutcome) {
     match outcome {
         UnitOutcome::AlreadySealed => report.units_already_sealed += 1,
-        UnitOutcome::CleanedUp { deleted } => {
-            report.units_cleaned += 1;
-            report.objects_deleted += deleted;
+        UnitOutcome::Maintained(m) => {
+            if m.cleaned_up {
+                report.units_cleaned += 1;
+            }
+            if m.manifest_updated {
+                report.manifests_updated += 1;
+            }
+            if !m.cleaned_up && !m.manifest_updated && m.deleted == 0 {
+                report.units_already_sealed += 1;
+            }
+            report.objects_deleted += m.deleted;
+            if m.gaps_changed {
+                if unit.gaps.is_empty() {
+                    tracing::info!(unit = %unit.key, "no gap touches this sealed hour any more; manifest updated (complete)");
+                } else {
+                    warn_gaps(report, unit, "manifest updated");
+                }
+            }
+            record_folder(report, unit, &m.folder);
         }
         UnitOutcome::Sealed(s) => {
             if s.generation > 1 {
@@ -293,22 +334,58 @@ fn record(report: &mut SealReport, unit: &plan::Unit, outcome: UnitOutcome) {
             report.duplicates_removed += s.duplicates_removed;
             report.objects_written += s.objects_written;
             report.objects_deleted += s.deleted;
-            for g in &unit.gaps {
-                warn(
-                    report,
-                    format!(
-                        "{} sealed incomplete: partition {}/{}/{} is missing sequence numbers {}..{} ({} events)",
-                        unit.key,
-                        g.eventhub,
-                        g.consumer_group,
-                        g.partition_id,
-                        g.first_missing,
-                        g.last_missing,
-                        g.missing
-                    ),
-                );
-            }
+            warn_gaps(report, unit, "sealed");
+            record_folder(report, unit, &s.folder);
         }
+    }
+}
+
+fn warn_gaps(report: &mut SealReport, unit: &plan::Unit, what: &str) {
+    for g in &unit.gaps {
+        warn(
+            report,
+            format!(
+                "{} {what} incomplete: partition {}/{}/{} is missing sequence numbers {}..{} ({} events)",
+                unit.key, g.eventhub, g.consumer_group, g.partition_id, g.first_missing, g.last_missing, g.missing
+            ),
+        );
+    }
+}
+
+/// Counts what the unit's folder held besides its objects; warns once per object
+/// without receipt (when it is first listed in the manifest), since an operator may
+/// have to act on it.
+fn record_folder(report: &mut SealReport, unit: &plan::Unit, folder: &unit::FolderReport) {
+    report.copies_removed += folder.copies_removed;
+    report.unreceipted_left += folder.unreceipted_left;
+    for o in &folder.new_unreceipted {
+        let what = match &o.problem {
+            Some(problem) => format!("is not hub2lake records ({problem})"),
+            None => {
+                let runs: Vec<String> = o
+                    .uncovered
+                    .iter()
+                    .take(3)
+                    .map(|r| {
+                        format!(
+                            "partition {} sequence numbers {}..{} ({} events)",
+                            r.partition_id, r.first_sequence_number, r.last_sequence_number, r.records
+                        )
+                    })
+                    .collect();
+                let more = if o.uncovered.len() > 3 { ", …" } else { "" };
+                format!("holds events no receipt covers: {}{more}", runs.join(", "))
+            }
+        };
+        warn(
+            report,
+            format!(
+                "{}: {} is in the sealed hour's folder but no receipt names it, and it {what}; left in place and \
+                 listed in the manifest's `unreceipted` (a delivery still in flight gets its receipt and the next run \
+                 seals it; otherwise see docs/recovery.md)",
+                unit.key, o.path
+            ),
+        );
     }
 }
 

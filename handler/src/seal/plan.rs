@@ -23,7 +23,11 @@ pub struct LoadedReceipt {
 pub struct RawRef {
     pub path: String,
     pub partition: PartitionKey,
+    /// The sequence numbers of its records (first and last).
     pub range: SeqRange,
+    /// The sequence range of the whole batch (the receipt): every event in it is
+    /// durable in one of the receipt's objects.
+    pub batch: SeqRange,
     pub records: u64,
     pub bytes: u64,
     pub uncompressed_bytes: u64,
@@ -208,6 +212,7 @@ pub fn build(receipts: &[LoadedReceipt], time_source: TimeSource) -> Plan {
                 path: o.path.clone(),
                 partition: partition.clone(),
                 range: SeqRange::new(o.first_sequence_number, o.last_sequence_number),
+                batch: SeqRange::new(r.first_sequence_number, r.last_sequence_number),
                 records: o.records,
                 bytes: o.bytes,
                 uncompressed_bytes: o.uncompressed_bytes,

@@ -1,6 +1,9 @@
 //! Sealing one unit: decide what is left to do from its folder, then compact, commit
 //! the manifest, and clean up — in that order, so that a crash between any two steps
-//! is finished (or harmlessly redone) by the next run.
+//! is finished (or harmlessly redone) by the next run. A sealed unit whose receipts
+//! tell something new without new data (its gaps changed, an object no receipt names
+//! appeared, a receipt names a copy removed earlier) gets its manifest rewritten in
+//! place: same generation, same objects, nothing recompacted.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -10,8 +13,11 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::compact::{self, Key, MergeOutput, ObjectIo, PartSpec, PutResult, Source};
 use super::completeness::{partition_cmp, SealReason};
-use super::manifest::{manifest_path, part_generation, Inputs, Manifest, ManifestObject, PartitionSummary};
-use super::plan::Unit;
+use super::folder::{self, file_name, Examined, Listing};
+use super::manifest::{
+    manifest_path, part_generation, recheck_path, Inputs, Manifest, ManifestObject, PartitionSummary, UnreceiptedObject,
+};
+use super::plan::{RawRef, Unit};
 use super::{FailPoint, SealError};
 use crate::config::Settings;
 use crate::ingest::event::format_time;
@@ -37,12 +43,23 @@ impl Ctx<'_> {
 /// What processing a ready unit did.
 #[derive(Debug)]
 pub(crate) enum UnitOutcome {
+    /// Sealed, and the folder holds nothing the manifest does not account for.
     AlreadySealed,
-    /// An earlier run wrote the manifest but did not finish deleting.
-    CleanedUp {
-        deleted: u64,
-    },
+    /// Sealed earlier; its manifest was read and kept up to date (possibly with
+    /// nothing to do).
+    Maintained(Maintained),
     Sealed(Sealed),
+}
+
+impl UnitOutcome {
+    /// Whether the unit cost more than its listing (counts against `max_units`).
+    pub(crate) fn did_work(&self) -> bool {
+        match self {
+            Self::AlreadySealed => false,
+            Self::Maintained(m) => m.cleaned_up || m.manifest_updated || m.deleted > 0,
+            Self::Sealed(_) => true,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -53,89 +70,87 @@ pub(crate) struct Sealed {
     pub duplicates_removed: u64,
     pub objects_written: u64,
     pub deleted: u64,
+    pub folder: FolderReport,
 }
 
-/// What is left to do for a unit.
-#[derive(Debug)]
-pub(crate) enum Action {
-    Done,
-    Cleanup(Manifest),
-    /// Seal, over the previous generation when there is one.
-    Seal(Option<Manifest>),
+#[derive(Debug, Default)]
+pub(crate) struct Maintained {
+    /// An earlier run wrote the manifest but did not finish deleting.
+    pub cleaned_up: bool,
+    /// The manifest was rewritten in place.
+    pub manifest_updated: bool,
+    /// Its gaps were among what changed.
+    pub gaps_changed: bool,
+    pub deleted: u64,
+    pub folder: FolderReport,
 }
 
-/// The objects directly in a unit's folder (path → size).
-struct Listing(BTreeMap<String, u64>);
-
-impl Listing {
-    async fn of(lake: &Lake, dir: &str) -> Result<Self, SealError> {
-        let prefix = format!("{dir}/");
-        let children = lake
-            .list(dir)
-            .await?
-            .into_iter()
-            .filter(|o| o.path.strip_prefix(&prefix).is_some_and(|name| !name.contains('/')))
-            .map(|o| (o.path, o.size))
-            .collect();
-        Ok(Self(children))
-    }
-
-    fn has(&self, path: &str) -> bool {
-        self.0.contains_key(path)
-    }
-
-    /// Generations of the compacted objects present.
-    fn part_generations(&self) -> BTreeSet<u64> {
-        self.0.keys().filter_map(|p| part_generation(file_name(p))).collect()
-    }
+/// What a unit's folder held besides its own objects.
+#[derive(Debug, Default)]
+pub(crate) struct FolderReport {
+    /// Objects without receipt deleted as redundant copies.
+    pub copies_removed: u64,
+    /// Objects without receipt left in place (listed in the manifest's `unreceipted`).
+    pub unreceipted_left: u64,
+    /// Of those, the ones no earlier manifest listed.
+    pub new_unreceipted: Vec<UnreceiptedObject>,
 }
 
-fn file_name(path: &str) -> &str {
-    path.rsplit_once('/').map_or(path, |(_, name)| name)
+impl FolderReport {
+    fn new(examined: &Examined) -> Self {
+        Self {
+            copies_removed: examined.redundant.len() as u64,
+            unreceipted_left: examined.kept.len() as u64,
+            new_unreceipted: examined.new.clone(),
+        }
+    }
 }
 
 /// Processes one unit that the sealing rule says is done.
 pub(crate) async fn process(ctx: &Ctx<'_>, unit: &Unit, reason: SealReason) -> Result<UnitOutcome, SealError> {
     let listing = Listing::of(ctx.lake, &unit.dir).await?;
-    match inspect(ctx, unit, &listing).await? {
-        Action::Done => Ok(UnitOutcome::AlreadySealed),
-        Action::Cleanup(manifest) => {
-            let deleted = cleanup(ctx, &unit.dir, &manifest).await?;
-            tracing::info!(unit = %unit.key, generation = manifest.generation, deleted, "finished an interrupted cleanup");
-            Ok(UnitOutcome::CleanedUp { deleted })
-        }
-        Action::Seal(previous) => seal(ctx, unit, previous, reason, &listing)
-            .await
-            .map(UnitOutcome::Sealed),
-    }
-}
-
-/// Decides from the folder (and the manifest, when needed) what is left to do.
-async fn inspect(ctx: &Ctx<'_>, unit: &Unit, listing: &Listing) -> Result<Action, SealError> {
     let path = manifest_path(&unit.dir);
     if !listing.has(&path) {
-        return Ok(Action::Seal(None));
+        return seal(ctx, unit, None, reason, &listing).await.map(UnitOutcome::Sealed);
     }
-    let raw = unit.raw_paths();
-    // Fast path, one LIST per sealed hour per run: after a finished compacted seal no
-    // raw object is left and only one generation of parts is. Late data shows up as a
-    // raw object (a receipt is written after its objects; one whose object is gone
-    // could not be sealed anyway), an unfinished cleanup as raw objects or older parts
-    // (cleanup deletes raw objects last for this reason).
-    if !raw.iter().any(|p| listing.has(p)) && listing.part_generations().len() <= 1 {
-        return Ok(Action::Done);
+    if is_settled(unit, &listing) {
+        return Ok(UnitOutcome::AlreadySealed);
     }
     let manifest = read_manifest(ctx.lake, &path, unit).await?;
+    if has_late_data(unit, &listing, &manifest) {
+        return seal(ctx, unit, Some(manifest), reason, &listing)
+            .await
+            .map(UnitOutcome::Sealed);
+    }
+    maintain(ctx, unit, manifest, &listing)
+        .await
+        .map(UnitOutcome::Maintained)
+}
+
+/// The fast path, one LIST per sealed hour per run and no read: after a finished
+/// compacted seal no raw object is left, only one generation of parts is, no object
+/// that no receipt names is there, and nothing asks for the manifest to be checked
+/// (gaps touching the unit, or the recheck marker an earlier run left while the
+/// manifest lists gaps or objects without receipt, or just removed copies: see
+/// [`Manifest::needs_recheck`]). Late data shows up as a raw
+/// object (a receipt is written after its objects), an unfinished cleanup as raw
+/// objects or older parts (cleanup deletes raw objects last for this reason), a
+/// failed or in-flight delivery as an object no receipt names.
+fn is_settled(unit: &Unit, listing: &Listing) -> bool {
+    let raw = unit.raw_paths();
+    !raw.iter().any(|p| listing.has(p))
+        && listing.part_generations().len() <= 1
+        && listing.unreceipted(&raw).next().is_none()
+        && unit.gaps.is_empty()
+        && !listing.has(&recheck_path(&unit.dir))
+}
+
+/// Raw objects present that the manifest has not consumed: late data, a new generation.
+fn has_late_data(unit: &Unit, listing: &Listing, manifest: &Manifest) -> bool {
     let consumed: HashSet<&str> = manifest.inputs.raw_objects.iter().map(String::as_str).collect();
-    if raw.iter().any(|p| !consumed.contains(p)) {
-        return Ok(Action::Seal(Some(manifest)));
-    }
-    let (parts, inputs) = deletable(listing, &manifest);
-    if parts.is_empty() && inputs.is_empty() {
-        Ok(Action::Done)
-    } else {
-        Ok(Action::Cleanup(manifest))
-    }
+    unit.raw
+        .iter()
+        .any(|r| listing.has(&r.path) && !consumed.contains(r.path.as_str()))
 }
 
 async fn read_manifest(lake: &Lake, path: &str, unit: &Unit) -> Result<Manifest, SealError> {
@@ -172,8 +187,7 @@ fn deletable(listing: &Listing, manifest: &Manifest) -> (Vec<String>, Vec<String
     }
     let is_part = |p: &str| part_generation(file_name(p)).is_some();
     let parts: Vec<String> = listing
-        .0
-        .keys()
+        .paths()
         .filter(|p| is_part(p) && !manifest.lists(p))
         .cloned()
         .collect();
@@ -189,11 +203,13 @@ fn deletable(listing: &Listing, manifest: &Manifest) -> (Vec<String>, Vec<String
 }
 
 /// The objects a seal reads: the previous generation's objects and the raw objects no
-/// earlier generation consumed. Returns them as merge sources and as manifest entries.
-fn sources(unit: &Unit, previous: Option<&Manifest>) -> (Vec<Source>, Vec<ManifestObject>) {
+/// earlier generation consumed (except `absorbed` ones, whose events are sealed
+/// already). Returns them as merge sources and as manifest entries.
+fn sources(unit: &Unit, previous: Option<&Manifest>, absorbed: &[&RawRef]) -> (Vec<Source>, Vec<ManifestObject>) {
     let consumed: HashSet<&str> = previous
         .map(|m| m.inputs.raw_objects.iter().map(String::as_str).collect())
         .unwrap_or_default();
+    let absorbed: HashSet<&str> = absorbed.iter().map(|r| r.path.as_str()).collect();
     let mut sources = Vec::new();
     let mut objects = Vec::new();
     for o in previous.map(|m| m.objects.as_slice()).unwrap_or_default() {
@@ -216,7 +232,11 @@ fn sources(unit: &Unit, previous: Option<&Manifest>) -> (Vec<Source>, Vec<Manife
             objects.push(o.clone());
         }
     }
-    for r in unit.raw.iter().filter(|r| !consumed.contains(r.path.as_str())) {
+    let new = unit
+        .raw
+        .iter()
+        .filter(|r| !consumed.contains(r.path.as_str()) && !absorbed.contains(r.path.as_str()));
+    for r in new {
         sources.push(Source {
             path: r.path.clone(),
             first: Key {
@@ -285,7 +305,8 @@ async fn seal(
     listing: &Listing,
 ) -> Result<Sealed, SealError> {
     let generation = previous.as_ref().map_or(1, |m| m.generation + 1);
-    let (sources, source_objects) = sources(unit, previous.as_ref());
+    let absorbed = folder::absorb_missing(unit, listing, previous.as_ref())?;
+    let (sources, source_objects) = sources(unit, previous.as_ref(), &absorbed);
     if let Some(missing) = sources.iter().find(|s| !listing.has(&s.path)) {
         return Err(SealError::Corrupt {
             path: missing.path.clone(),
@@ -293,6 +314,17 @@ async fn seal(
         });
     }
     let compacted = ctx.settings.seal_compact;
+    // Judged against every receipt of the unit: the new manifest consumes them all.
+    let examined = folder::examine(
+        ctx.lake,
+        unit,
+        listing,
+        previous.as_ref(),
+        &folder::coverage(unit, &BTreeSet::new()),
+        compacted,
+        &format_time(ctx.now),
+    )
+    .await?;
     let merged = if compacted {
         let spec = PartSpec {
             dir: unit.dir.clone(),
@@ -309,6 +341,10 @@ async fn seal(
     ctx.fail_if(FailPoint::AfterCompaction)?;
 
     let objects_written = if compacted { merged.objects.len() as u64 } else { 0 };
+    let earlier_removed = previous
+        .as_ref()
+        .map(|m| m.removed_copies.as_slice())
+        .unwrap_or_default();
     let manifest = Manifest {
         manifest_version: Manifest::VERSION,
         writer: crate::WRITER_VERSION.to_string(),
@@ -316,7 +352,9 @@ async fn seal(
         collection: unit.key.collection.clone(),
         hour: format_time(unit.key.hour),
         generation,
+        revision: 0,
         sealed_at: format_time(ctx.now),
+        updated_at: None,
         complete: unit.gaps.is_empty(),
         reason,
         compacted,
@@ -327,16 +365,18 @@ async fn seal(
         partitions: merged.partitions,
         gaps: unit.gaps.clone(),
         overlaps: unit.overlaps.clone(),
+        unreceipted: examined.kept.clone(),
+        removed_copies: folder::with_removed(earlier_removed, &examined.redundant),
         inputs: Inputs {
-            receipts: unit.receipts.clone(),
-            raw_objects: unit.raw.iter().map(|r| r.path.clone()).collect(),
+            receipts: all_receipts(previous.as_ref(), unit),
+            raw_objects: consumed_raw(previous.as_ref(), unit),
             previous_generation: previous.as_ref().map(|m| m.generation),
             previous_objects: previous
                 .map(|m| m.objects.into_iter().map(|o| o.path).collect())
                 .unwrap_or_default(),
         },
     };
-    write_manifest(ctx.lake, &unit.dir, &manifest).await?;
+    commit(ctx, &unit.dir, &manifest, listing).await?;
     tracing::info!(
         unit = %unit.key,
         generation,
@@ -347,11 +387,16 @@ async fn seal(
         objects = manifest.objects.len(),
         reused = merged.objects_reused,
         replaced = merged.objects_replaced,
+        unreceipted = manifest.unreceipted.len(),
+        copies_removed = examined.redundant.len(),
         "hour sealed"
     );
     ctx.fail_if(FailPoint::AfterManifest)?;
 
-    let deleted = cleanup(ctx, &unit.dir, &manifest).await?;
+    // Listed again: the compacted objects written since are in it, so it is the
+    // folder as the manifest sees it.
+    let now_listed = Listing::of(ctx.lake, &unit.dir).await?;
+    let deleted = cleanup(ctx, &now_listed, &manifest, &examined).await?;
     Ok(Sealed {
         generation,
         records: manifest.total_records,
@@ -359,7 +404,145 @@ async fn seal(
         duplicates_removed: manifest.duplicates_removed,
         objects_written,
         deleted,
+        folder: FolderReport::new(&examined),
     })
+}
+
+/// Every raw object of the unit, and those earlier generations consumed: a consumed
+/// object is never forgotten, even if its receipt can no longer be read, so it can
+/// never come back as late data.
+fn consumed_raw(previous: Option<&Manifest>, unit: &Unit) -> Vec<String> {
+    let earlier = previous.map(|m| m.inputs.raw_objects.as_slice()).unwrap_or_default();
+    sorted_union(earlier, unit.raw.iter().map(|r| r.path.as_str()))
+}
+
+/// Every receipt with an object in the unit, and those earlier generations recorded.
+fn all_receipts(previous: Option<&Manifest>, unit: &Unit) -> Vec<String> {
+    let earlier = previous.map(|m| m.inputs.receipts.as_slice()).unwrap_or_default();
+    sorted_union(earlier, unit.receipts.iter().map(String::as_str))
+}
+
+fn sorted_union<'a>(earlier: &'a [String], now: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let all: BTreeSet<&str> = earlier.iter().map(String::as_str).chain(now).collect();
+    all.into_iter().map(str::to_string).collect()
+}
+
+/// Keeps a sealed unit's manifest up to date with what its receipts and folder say
+/// now, without touching its objects: gaps and overlaps, objects without receipt (the
+/// redundant ones are removed), receipts naming copies removed earlier. The manifest
+/// is rewritten in place, as the same generation with the next `revision`, only when
+/// something changed; its objects are the same, so a reader holding the previous
+/// revision still reads a consistent hour. Then whatever an interrupted run left to
+/// delete is deleted.
+async fn maintain(ctx: &Ctx<'_>, unit: &Unit, manifest: Manifest, listing: &Listing) -> Result<Maintained, SealError> {
+    let absorbed = folder::absorb_missing(unit, listing, Some(&manifest))?;
+    let examined = folder::examine(
+        ctx.lake,
+        unit,
+        listing,
+        Some(&manifest),
+        &folder::coverage(unit, &BTreeSet::new()),
+        manifest.compacted,
+        &format_time(ctx.now),
+    )
+    .await?;
+    let current = up_to_date(unit, &manifest, &examined);
+    let mut out = Maintained {
+        folder: FolderReport::new(&examined),
+        ..Maintained::default()
+    };
+    let manifest = if current.same_content(&manifest) {
+        sync_marker(ctx, &unit.dir, &manifest, listing).await?;
+        manifest
+    } else {
+        let current = Manifest {
+            writer: crate::WRITER_VERSION.to_string(),
+            revision: manifest.revision + 1,
+            updated_at: Some(format_time(ctx.now)),
+            ..current
+        };
+        commit(ctx, &unit.dir, &current, listing).await?;
+        out.manifest_updated = true;
+        out.gaps_changed = current.gaps != manifest.gaps;
+        tracing::info!(
+            unit = %unit.key,
+            generation = current.generation,
+            revision = current.revision,
+            complete = current.complete,
+            gaps = current.gaps.len(),
+            unreceipted = current.unreceipted.len(),
+            copies_removed = examined.redundant.len(),
+            receipts_of_removed_copies = absorbed.len(),
+            "sealed hour's manifest updated"
+        );
+        current
+    };
+    let (parts, inputs) = deletable(listing, &manifest);
+    out.cleaned_up = !parts.is_empty() || !inputs.is_empty();
+    out.deleted = cleanup(ctx, listing, &manifest, &examined).await?;
+    if out.cleaned_up {
+        tracing::info!(unit = %unit.key, generation = manifest.generation, deleted = out.deleted, "finished an interrupted cleanup");
+    }
+    Ok(out)
+}
+
+/// The manifest as the receipts and the folder describe the unit now. Objects,
+/// partitions and counts stay: the data did not change.
+fn up_to_date(unit: &Unit, manifest: &Manifest, examined: &Examined) -> Manifest {
+    Manifest {
+        complete: unit.gaps.is_empty(),
+        gaps: unit.gaps.clone(),
+        overlaps: unit.overlaps.clone(),
+        unreceipted: examined.kept.clone(),
+        removed_copies: folder::with_removed(&manifest.removed_copies, &examined.redundant),
+        inputs: Inputs {
+            receipts: all_receipts(Some(manifest), unit),
+            raw_objects: consumed_raw(Some(manifest), unit),
+            ..manifest.inputs.clone()
+        },
+        ..manifest.clone()
+    }
+}
+
+/// Writes a manifest — the commit point — keeping the recheck marker wherever the
+/// manifest needs it: created before a manifest that needs it, deleted after one that
+/// does not. A crash in between leaves at most a marker too many, which costs the next
+/// run one read; never a manifest with gaps that no run would look at again.
+async fn commit(ctx: &Ctx<'_>, dir: &str, manifest: &Manifest, listing: &Listing) -> Result<(), SealError> {
+    let needed = manifest.needs_recheck(ctx.now);
+    let present = listing.has(&recheck_path(dir));
+    if needed && !present {
+        put_marker(ctx.lake, dir).await?;
+    }
+    write_manifest(ctx.lake, dir, manifest).await?;
+    if !needed && present {
+        ctx.lake.delete(&recheck_path(dir)).await?;
+    }
+    Ok(())
+}
+
+/// Creates or deletes the recheck marker of an unchanged manifest (one written by an
+/// earlier version, or whose copies were removed long enough ago).
+async fn sync_marker(ctx: &Ctx<'_>, dir: &str, manifest: &Manifest, listing: &Listing) -> Result<(), SealError> {
+    match (manifest.needs_recheck(ctx.now), listing.has(&recheck_path(dir))) {
+        (true, false) => put_marker(ctx.lake, dir).await,
+        (false, true) => Ok(ctx.lake.delete(&recheck_path(dir)).await?),
+        _ => Ok(()),
+    }
+}
+
+async fn put_marker(lake: &Lake, dir: &str) -> Result<(), SealError> {
+    let body = Bytes::from_static(
+        b"hub2lake seal: while this object exists, every seal run reads this hour's _manifest.json and brings it \
+          up to date with the receipts (docs/seal.md)\n",
+    );
+    let attrs = ObjectAttributes {
+        content_type: "text/plain",
+        ..ObjectAttributes::default()
+    };
+    // Already there (a crashed run, an operator): just as good.
+    lake.put_new(&recheck_path(dir), body, &attrs).await?;
+    Ok(())
 }
 
 /// The commit point: every object the manifest lists is durable before this.
@@ -370,6 +553,7 @@ async fn write_manifest(lake: &Lake, dir: &str, manifest: &Manifest) -> Result<(
         content_encoding: None,
         metadata: vec![
             ("generation", manifest.generation.to_string()),
+            ("revision", manifest.revision.to_string()),
             ("record_count", manifest.total_records.to_string()),
             ("complete", manifest.complete.to_string()),
             ("writer_version", crate::WRITER_VERSION.to_string()),
@@ -380,13 +564,22 @@ async fn write_manifest(lake: &Lake, dir: &str, manifest: &Manifest) -> Result<(
     Ok(())
 }
 
-/// Deletes what a committed manifest supersedes: compacted leftovers first, raw inputs
-/// last (their presence is how the next run notices an unfinished cleanup).
-async fn cleanup(ctx: &Ctx<'_>, dir: &str, manifest: &Manifest) -> Result<u64, SealError> {
-    let listing = Listing::of(ctx.lake, dir).await?;
-    let (parts, inputs) = deletable(&listing, manifest);
+/// Deletes what a committed manifest supersedes: compacted leftovers and the redundant
+/// copies it records first, raw inputs last (their presence is how the next run
+/// notices an unfinished cleanup).
+async fn cleanup(ctx: &Ctx<'_>, listing: &Listing, manifest: &Manifest, examined: &Examined) -> Result<u64, SealError> {
+    let (mut first, inputs) = deletable(listing, manifest);
+    if manifest.compacted {
+        first.extend(
+            examined
+                .redundant
+                .iter()
+                .filter(|c| listing.has(&c.path))
+                .map(|c| c.path.clone()),
+        );
+    }
     let mut deleted = 0;
-    for batch in [parts, inputs] {
+    for batch in [first, inputs] {
         let mut batch = batch.into_iter();
         if ctx.fail_at == Some(FailPoint::DuringCleanup) {
             if let Some(first) = batch.next() {
