@@ -22,8 +22,8 @@ use crate::ops::verify::{self, VerifyOptions};
 use crate::ops::{exit, ls, open_lake, OpsError};
 
 const EXIT_CODES: &str = "Exit codes:\n  \
-    0  success (verify: the lake is clean)\n  \
-    1  verify found problems; get/replay finished but some objects vanished mid-run\n  \
+    0  success (verify: no problems; warnings are printed but do not fail it)\n  \
+    1  verify found problems; get finished but some objects vanished mid-run\n  \
     2  usage or configuration: bad flags, range, lake URL, settings, credentials refused\n  \
     3  storage, network or local I/O failed part-way (get and replay resume when run again)";
 
@@ -75,7 +75,12 @@ fn verify_help() -> String {
         missing object, size or record count different from the receipt/manifest, content outside the recorded \
         partition/range, corrupt gzip or JSON (with the line), orphan object, unreadable receipt or manifest, \
         duplicates in a sealed hour beyond what its manifest declares. Duplicates in unsealed hours (re-deliveries) \
-        are counted, not failed.\n\n{LAKE_HELP}\n{RANGE_HELP}\n\n{EXIT_CODES}"
+        are counted, not failed.\n\
+        Warnings (printed as WARN, exit code stays 0): an object no receipt names that the seal kept in a sealed \
+        hour and lists in its manifest's `unreceipted`, with the sequence numbers only it holds (runbook: \
+        docs/recovery.md, \"Objects without a receipt in a sealed hour\"). A receipt naming an object the seal \
+        removed as a copy (the manifest's `removed_copies`, same SHA-256) is expected, not a missing object.\n\n\
+        {LAKE_HELP}\n{RANGE_HELP}\n\n{EXIT_CODES}"
     )
 }
 

@@ -3,9 +3,12 @@
 //! objects nothing accounts for, and the gaps between receipts.
 //!
 //! Built from one listing of the lake plus a read of every receipt and manifest; no
-//! data object is read here. Manifests are read through a small view of their own
-//! (only the fields operators need), so this module depends on the manifest format,
-//! not on the seal timer's code.
+//! data object is read here. Manifests are read through a small, lenient view of their
+//! own (missing fields default), so an operator can still look at a lake written by an
+//! older or newer handler; the pieces that are the same for both — receipts, sequence
+//! lines, the tiling of receipts into gaps and overlaps, and the manifest's entry types
+//! — are the seal's own ([`crate::seal::completeness`], [`crate::seal::plan`],
+//! [`crate::seal::manifest`]), so `ls` and `verify` judge a lake exactly as the seal does.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -18,6 +21,11 @@ use super::OpsError;
 use crate::lake::layout::{DEADLETTER_DIR, MANIFEST_NAME, RECEIPTS_DIR};
 use crate::lake::receipt::{ObjectKind, Receipt, ReceiptObject};
 use crate::lake::{Lake, LakeError};
+pub use crate::seal::completeness::PartitionKey;
+use crate::seal::completeness::{self, SeqRange, Span};
+use crate::seal::manifest::RECHECK_NAME;
+pub use crate::seal::manifest::{PartitionSummary, RemovedCopy, UnreceiptedObject};
+pub use crate::seal::plan::LoadedReceipt;
 
 /// One (hour, database, collection): a folder of the lake, sealed as one.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -40,21 +48,6 @@ impl std::fmt::Display for UnitKey {
     }
 }
 
-/// A sequence line: sequence numbers are contiguous per partition of one Event Hub as
-/// read by one consumer group.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct PartitionKey {
-    pub eventhub: String,
-    pub consumer_group: String,
-    pub partition_id: String,
-}
-
-impl std::fmt::Display for PartitionKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}/{}", self.eventhub, self.consumer_group, self.partition_id)
-    }
-}
-
 /// The fields of `_manifest.json` operators need. Unknown fields are ignored and
 /// missing optional ones default, so newer manifests still read.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -64,6 +57,9 @@ pub struct ManifestView {
     pub hour: String,
     #[serde(default)]
     pub generation: u64,
+    /// Rewrites in place of this generation (gaps or objects without receipt changed).
+    #[serde(default)]
+    pub revision: u64,
     #[serde(default)]
     pub complete: bool,
     #[serde(default)]
@@ -76,6 +72,12 @@ pub struct ManifestView {
     pub duplicates_removed: u64,
     #[serde(default)]
     pub objects: Vec<ManifestObjectView>,
+    /// Objects in the folder no receipt names that the seal left in place.
+    #[serde(default)]
+    pub unreceipted: Vec<UnreceiptedObject>,
+    /// Objects without receipt the seal deleted as copies of sealed events.
+    #[serde(default)]
+    pub removed_copies: Vec<RemovedCopy>,
     #[serde(default)]
     pub inputs: InputsView,
 }
@@ -89,16 +91,7 @@ pub struct ManifestObjectView {
     #[serde(default)]
     pub bytes: u64,
     #[serde(default)]
-    pub partitions: Vec<PartitionSummaryView>,
-}
-
-/// Records of one partition in a manifest object.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-pub struct PartitionSummaryView {
-    pub partition_id: String,
-    pub records: u64,
-    pub first_sequence_number: i64,
-    pub last_sequence_number: i64,
+    pub partitions: Vec<PartitionSummary>,
 }
 
 /// What a seal consumed.
@@ -112,20 +105,12 @@ pub struct InputsView {
     pub previous_objects: Vec<String>,
 }
 
-/// A receipt read from the lake.
-#[derive(Debug, Clone)]
-pub struct LoadedReceipt {
-    pub path: String,
-    pub receipt: Receipt,
-}
-
-impl LoadedReceipt {
-    pub fn partition(&self) -> PartitionKey {
-        PartitionKey {
-            eventhub: self.receipt.eventhub.clone(),
-            consumer_group: self.receipt.consumer_group.clone(),
-            partition_id: self.receipt.partition_id.clone(),
-        }
+/// The sequence line a receipt belongs to.
+pub fn partition_of(lr: &LoadedReceipt) -> PartitionKey {
+    PartitionKey {
+        eventhub: lr.receipt.eventhub.clone(),
+        consumer_group: lr.receipt.consumer_group.clone(),
+        partition_id: lr.receipt.partition_id.clone(),
     }
 }
 
@@ -163,6 +148,27 @@ impl UnitManifest {
             || m.inputs.raw_objects.iter().any(|p| p == path)
             || m.inputs.previous_objects.iter().any(|p| p == path)
     }
+
+    /// The removal record of the object a receipt names as `path` with `sha256`: the
+    /// seal deleted it as a copy of events it had sealed, and a delivery that was in
+    /// flight then wrote its receipt. The seal matches by path and SHA-256 too (a copy
+    /// written again under the same name is another object).
+    pub fn removed_copy(&self, path: &str, sha256: &str) -> Option<&RemovedCopy> {
+        self.manifest
+            .removed_copies
+            .iter()
+            .find(|c| c.path == path && c.sha256 == sha256)
+    }
+
+    /// The manifest's entry for an object without receipt it left in the folder, when
+    /// the object there now is the one the seal judged (same size: objects are written
+    /// create-only, so another size is another object, which the seal judges again).
+    pub fn unreceipted(&self, path: &str, size: u64) -> Option<&UnreceiptedObject> {
+        self.manifest
+            .unreceipted
+            .iter()
+            .find(|u| u.path == path && u.bytes == size)
+    }
 }
 
 /// One (hour, database, collection).
@@ -180,6 +186,13 @@ pub struct Unit {
     pub sealed: Vec<SealedObject>,
     /// Data objects in the folder no receipt or manifest accounts for: (path, size).
     pub orphans: Vec<(String, u64)>,
+    /// Data objects no receipt names that the manifest lists in `unreceipted` (left
+    /// in place by the seal, reported there), with their size now.
+    pub unreceipted: Vec<(UnreceiptedObject, u64)>,
+    /// Whether the folder holds the seal's `_recheck` marker: the seal reads this
+    /// hour's manifest again on every run (it lists gaps or objects without receipt,
+    /// or a copy was removed within the hour, or an operator asked for it).
+    pub recheck: bool,
     /// Gaps whose neighbouring receipts wrote to this unit.
     pub gaps: usize,
     /// Receipts with a data object in this unit.
@@ -196,6 +209,8 @@ impl Unit {
             raw: Vec::new(),
             sealed: Vec::new(),
             orphans: Vec::new(),
+            unreceipted: Vec::new(),
+            recheck: false,
             gaps: 0,
             receipts: BTreeSet::new(),
         }
@@ -203,6 +218,17 @@ impl Unit {
 
     pub fn is_sealed(&self) -> bool {
         self.manifest.is_some()
+    }
+
+    /// Files a data object in the folder that no receipt or manifest names: one the
+    /// manifest lists in `unreceipted` was judged by the seal and is reported there;
+    /// anything else is an orphan.
+    fn place_unnamed(&mut self, path: String, size: u64) {
+        let listed = self.manifest.as_ref().and_then(|m| m.unreceipted(&path, size)).cloned();
+        match listed {
+            Some(entry) => self.unreceipted.push((entry, size)),
+            None => self.orphans.push((path, size)),
+        }
     }
 
     /// Raw objects present that the manifest does not list: everything of an unsealed
@@ -238,6 +264,7 @@ impl Unit {
             }
         }
         out.extend(self.orphans.iter().cloned());
+        out.extend(self.unreceipted.iter().map(|(u, size)| (u.path.clone(), *size)));
         out.into_iter().collect()
     }
 
@@ -346,6 +373,8 @@ pub struct Inventory {
 enum Listed {
     Receipt,
     Manifest,
+    /// The seal's `_recheck` marker in an hour folder.
+    Marker,
     DeadLetter,
     Data,
     Internal,
@@ -366,6 +395,8 @@ fn classify(path: &str) -> Listed {
         Listed::DeadLetter
     } else if name == MANIFEST_NAME {
         Listed::Manifest
+    } else if name == RECHECK_NAME {
+        Listed::Marker
     } else if name.ends_with(".jsonl") || name.ends_with(".jsonl.gz") {
         Listed::Data
     } else {
@@ -395,10 +426,14 @@ impl Inventory {
         let mut sizes: HashMap<String, u64> = HashMap::with_capacity(listed.len());
         let mut receipt_paths = Vec::new();
         let mut manifest_paths = Vec::new();
+        let mut marker_dirs = HashSet::new();
         for o in listed {
             match classify(&o.path) {
                 Listed::Receipt => receipt_paths.push(o.path.clone()),
                 Listed::Manifest => manifest_paths.push(o.path.clone()),
+                Listed::Marker => {
+                    marker_dirs.insert(parent(&o.path).to_string());
+                }
                 Listed::Foreign => inv.foreign.push((o.path.clone(), o.size)),
                 Listed::DeadLetter | Listed::Data | Listed::Internal => {}
             }
@@ -415,6 +450,9 @@ impl Inventory {
         inv.place_receipts(receipts, &sizes);
         inv.place_manifests(manifests, &sizes);
         inv.place_unaccounted(&sizes, &DirMatcher::new(template));
+        for unit in inv.units.values_mut() {
+            unit.recheck = marker_dirs.contains(&unit.dir);
+        }
         inv.find_gaps();
         Ok(inv)
     }
@@ -470,7 +508,7 @@ impl Inventory {
                 unit.raw.push(RawObject {
                     entry: o.clone(),
                     receipt: lr.path.clone(),
-                    partition: lr.partition(),
+                    partition: partition_of(lr),
                     size,
                 });
             }
@@ -535,7 +573,7 @@ impl Inventory {
         for (path, size) in unaccounted {
             let dir = parent(&path);
             if let Some(key) = dirs.get(dir) {
-                self.unit_mut(key.clone(), dir).orphans.push((path, size));
+                self.unit_mut(key.clone(), dir).place_unnamed(path, size);
             } else if matches!(classify(&path), Listed::Data) {
                 match matcher.unit_of(dir) {
                     Some(key) => self.unit_mut(key, dir).orphans.push((path, size)),
@@ -556,33 +594,37 @@ impl Inventory {
         }
     }
 
-    /// Tiles every partition's receipts: holes are gaps, double cover overlaps.
+    /// Tiles every partition's receipts with the seal's own tiling: holes are gaps,
+    /// double cover overlaps.
     fn find_gaps(&mut self) {
-        let mut lines: BTreeMap<PartitionKey, Vec<usize>> = BTreeMap::new();
+        let mut lines: BTreeMap<PartitionKey, Vec<Span>> = BTreeMap::new();
         for (i, r) in self.receipts.iter().enumerate() {
-            if r.receipt.first_sequence_number > r.receipt.last_sequence_number {
+            let (first, last) = (r.receipt.first_sequence_number, r.receipt.last_sequence_number);
+            if first > last {
                 self.problems.push(Problem {
                     path: r.path.clone(),
-                    reason: format!(
-                        "first sequence number {} is after the last {}",
-                        r.receipt.first_sequence_number, r.receipt.last_sequence_number
-                    ),
+                    reason: format!("first sequence number {first} is after the last {last}"),
                 });
                 continue;
             }
-            lines.entry(r.partition()).or_default().push(i);
-        }
-        for (partition, mut ids) in lines {
-            ids.sort_by_key(|i| {
-                let r = &self.receipts[*i].receipt;
-                (r.first_sequence_number, r.last_sequence_number)
+            lines.entry(partition_of(r)).or_default().push(Span {
+                range: SeqRange::new(first, last),
+                id: i,
             });
-            self.tile(partition, &ids);
         }
-        let mut touched: Vec<(String, String)> = Vec::new();
-        for g in &self.gaps {
-            touched.push((g.before_receipt.clone(), g.after_receipt.clone()));
+        for (partition, spans) in lines {
+            let tiling = completeness::tile(&spans);
+            self.overlaps += tiling.overlaps.len() as u64;
+            for g in tiling.gaps {
+                let gap = self.gap(&partition, &g);
+                self.gaps.push(gap);
+            }
         }
+        let touched: Vec<(String, String)> = self
+            .gaps
+            .iter()
+            .map(|g| (g.before_receipt.clone(), g.after_receipt.clone()))
+            .collect();
         for unit in self.units.values_mut() {
             unit.gaps = touched
                 .iter()
@@ -591,31 +633,18 @@ impl Inventory {
         }
     }
 
-    fn tile(&mut self, partition: PartitionKey, ids: &[usize]) {
-        let Some(&first) = ids.first() else { return };
-        let mut covered_to = self.receipts[first].receipt.last_sequence_number;
-        let mut covered_by = first;
-        for &i in &ids[1..] {
-            let r = &self.receipts[i].receipt;
-            if r.first_sequence_number > covered_to.saturating_add(1) {
-                let before = &self.receipts[covered_by];
-                let after = &self.receipts[i];
-                self.gaps.push(Gap {
-                    partition: partition.clone(),
-                    first_missing: covered_to + 1,
-                    last_missing: r.first_sequence_number - 1,
-                    before_receipt: before.path.clone(),
-                    after_receipt: after.path.clone(),
-                    before_hour: edge_hour(&before.receipt, true),
-                    after_hour: edge_hour(&after.receipt, false),
-                });
-            } else if r.first_sequence_number <= covered_to {
-                self.overlaps += 1;
-            }
-            if r.last_sequence_number > covered_to {
-                covered_to = r.last_sequence_number;
-                covered_by = i;
-            }
+    /// A gap of the tiling, with the receipts and hours on both sides.
+    fn gap(&self, partition: &PartitionKey, g: &completeness::GapSpan) -> Gap {
+        let before = &self.receipts[g.before];
+        let after = &self.receipts[g.after];
+        Gap {
+            partition: partition.clone(),
+            first_missing: g.missing.first,
+            last_missing: g.missing.last,
+            before_receipt: before.path.clone(),
+            after_receipt: after.path.clone(),
+            before_hour: edge_hour(&before.receipt, true),
+            after_hour: edge_hour(&after.receipt, false),
         }
     }
 
@@ -818,6 +847,7 @@ mod tests {
     fn paths_are_classified() {
         assert!(matches!(classify("_receipts/h/c/0/1-2.json"), Listed::Receipt));
         assert!(matches!(classify("a/b/2025/01/15/10/_manifest.json"), Listed::Manifest));
+        assert!(matches!(classify("a/b/2025/01/15/10/_recheck"), Listed::Marker));
         assert!(matches!(classify("a/b/2025/01/15/10/0-1-2.jsonl.gz"), Listed::Data));
         assert!(matches!(
             classify("_deadletter/2025/01/15/10/0-1-2.jsonl"),

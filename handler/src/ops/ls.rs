@@ -21,7 +21,8 @@ pub struct UnitRow {
     pub generation: u64,
     /// Whether the manifest says no gap touches the hour (`None` when not sealed).
     pub complete: Option<bool>,
-    /// Data objects in the folder now.
+    /// Data objects in the folder now (what a glob of the folder reads, including
+    /// objects without receipt the seal left).
     pub objects: u64,
     /// Records a reader of the folder gets: a sealed hour's manifest count plus late
     /// raw objects; an unsealed hour's receipt counts (re-deliveries included).
@@ -33,6 +34,14 @@ pub struct UnitRow {
     pub gaps: u64,
     /// Objects in the folder that no receipt or manifest accounts for.
     pub orphans: u64,
+    /// Objects no receipt names that the seal left in the folder and lists in the
+    /// manifest's `unreceipted` (their events are not in `records`; `verify` names them).
+    pub unreceipted: u64,
+    /// Objects without receipt the seal deleted as copies (the manifest's `removed_copies`).
+    pub removed_copies: u64,
+    /// The folder holds the seal's `_recheck` marker: the seal re-reads the manifest on
+    /// every run (gaps or objects without receipt to watch, or a copy removed lately).
+    pub recheck: bool,
 }
 
 /// Dead letters of one hour.
@@ -66,6 +75,7 @@ pub struct Totals {
     /// Distinct gaps next to the listed hours.
     pub gaps: u64,
     pub orphans: u64,
+    pub unreceipted: u64,
     pub dead_letter_records: u64,
     /// Problems met while reading receipts and manifests.
     pub unreadable: u64,
@@ -106,6 +116,7 @@ pub fn listing(
         bytes: units.iter().map(|u| u.bytes).sum(),
         gaps,
         orphans: units.iter().map(|u| u.orphans).sum(),
+        unreceipted: units.iter().map(|u| u.unreceipted).sum(),
         dead_letter_records: dead_letters.iter().map(|d| d.records).sum(),
         unreadable: inv.problems.len() as u64,
     };
@@ -144,6 +155,9 @@ fn row(unit: &Unit) -> UnitRow {
         partitions: unit.partitions().len() as u64,
         gaps: unit.gaps as u64,
         orphans: unit.orphans.len() as u64,
+        unreceipted: unit.unreceipted.len() as u64,
+        removed_copies: manifest.map_or(0, |m| m.removed_copies.len() as u64),
+        recheck: unit.recheck,
     }
 }
 
@@ -236,6 +250,15 @@ pub fn render_table(l: &Listing) -> String {
     if t.orphans > 0 {
         out.push_str(&format!("; {} objects no receipt or manifest accounts for", t.orphans));
     }
+    if t.unreceipted > 0 {
+        out.push_str(&format!(
+            "; {} object{} without receipt kept in sealed hours (`hub2lake verify` names the events only {} hold{})",
+            t.unreceipted,
+            if t.unreceipted == 1 { "" } else { "s" },
+            if t.unreceipted == 1 { "it" } else { "they" },
+            if t.unreceipted == 1 { "s" } else { "" },
+        ));
+    }
     if t.unreadable > 0 {
         out.push_str(&format!("; {} receipts or manifests unreadable", t.unreadable));
     }
@@ -252,6 +275,9 @@ fn table_row(u: &UnitRow) -> [String; 9] {
     let mut objects = u.objects.to_string();
     if u.orphans > 0 {
         objects.push_str(&format!(" ({} orphan)", u.orphans));
+    }
+    if u.unreceipted > 0 {
+        objects.push_str(&format!(" ({} unreceipted)", u.unreceipted));
     }
     [
         u.hour.clone(),

@@ -56,9 +56,10 @@ pub enum OpsError {
 
 /// Exit codes of the lake commands (documented in `--help` and docs/recovery.md).
 pub mod exit {
-    /// Success (for `verify`: the lake is clean).
+    /// Success (for `verify`: no problems, possibly warnings).
     pub const OK: u8 = 0;
-    /// `verify` found problems; `get`/`replay` finished with some objects or events failed.
+    /// `verify` found problems (warnings alone do not count); `get` finished but some
+    /// objects vanished mid-run (a seal compacted them).
     pub const FINDINGS: u8 = 1;
     /// Usage or configuration: bad flags, range, lake URL, settings or credentials.
     pub const USAGE: u8 = 2;

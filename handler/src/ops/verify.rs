@@ -1,9 +1,14 @@
 //! `hub2lake verify`: does the lake hold what its commit records say, exactly once?
 //!
 //! * every object a receipt lists exists with the recorded size and record count (a
-//!   raw object missing from a sealed hour is fine when the manifest consumed it);
+//!   raw object missing from a sealed hour is fine when the manifest consumed it, or
+//!   recorded it in `removed_copies`: the seal deleted it as a copy of sealed events,
+//!   and a delivery that was in flight then wrote its receipt);
 //! * every object a manifest lists exists with the recorded size, records and ranges;
-//! * no data object that no receipt or manifest accounts for (orphans);
+//! * no data object that no receipt or manifest accounts for (orphans). An object no
+//!   receipt names that the manifest lists in `unreceipted` is not an orphan: the seal
+//!   judged it, kept it because it holds events no receipt covers, and reported it;
+//!   `verify` repeats that as a warning (it does not fail the check);
 //! * receipts tile each partition's sequence numbers (every missing range is named);
 //! * every object decompresses and every line is a JSON record (streamed);
 //! * duplicates (same partition and sequence number twice): counted in unsealed data,
@@ -15,7 +20,7 @@ use std::collections::HashMap;
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use super::inventory::{Gap, Inventory, PartitionSummaryView, Unit};
+use super::inventory::{Gap, Inventory, PartitionSummary, Unit, UnreceiptedObject};
 use super::range::{format_hour, HourRange};
 use super::scan::{self, ObjectScan, ScanError, SeqSet};
 use super::{blocking, OpsError};
@@ -167,6 +172,93 @@ impl std::fmt::Display for Finding {
     }
 }
 
+/// Something a person should look at that does not fail `verify`: the lake says
+/// what it is and the seal keeps track of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Warning {
+    /// A data object in a sealed hour's folder that no receipt names, which the seal
+    /// left in place and lists in the manifest's `unreceipted` (docs/recovery.md,
+    /// "Objects without a receipt in a sealed hour").
+    Unreceipted {
+        path: String,
+        bytes: u64,
+        records: u64,
+        /// `YYYY-MM-DDTHH`.
+        hour: String,
+        manifest: String,
+        /// The runs of its records no receipt covers (in none of the hour's objects).
+        uncovered: Vec<PartitionSummary>,
+        /// Why the seal could not read it as hub2lake records.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        problem: Option<String>,
+    },
+}
+
+/// Where the runbook for objects without receipt is.
+const UNRECEIPTED_RUNBOOK: &str = "docs/recovery.md, \"Objects without a receipt in a sealed hour\"";
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self::Unreceipted {
+            path,
+            bytes,
+            records,
+            hour,
+            manifest,
+            uncovered,
+            problem,
+        } = self;
+        write!(
+            f,
+            "unreceipted: {path} ({bytes} bytes) in sealed hour {hour}: no receipt names it"
+        )?;
+        if let Some(problem) = problem {
+            return write!(
+                f,
+                ", and it is not hub2lake records ({problem}); {manifest} lists it. Move it out of the hour folder \
+                 ({UNRECEIPTED_RUNBOOK})"
+            );
+        }
+        if uncovered.is_empty() {
+            return write!(
+                f,
+                "; every one of its {records} records is in a receipt (a copy kept because the hour is not \
+                 compacted): readers of the folder see those events twice, readers of {manifest} once"
+            );
+        }
+        write!(
+            f,
+            ", and it holds events no receipt covers: {}; the seal keeps it and lists it in {manifest}. Wait one \
+             seal run if it is new (a delivery in flight), replay the range if it is a gap, else save its events \
+             ({UNRECEIPTED_RUNBOOK})",
+            describe_runs(uncovered)
+        )
+    }
+}
+
+/// `partition 0 sequence numbers 50..99 (50 events), …`
+fn describe_runs(runs: &[PartitionSummary]) -> String {
+    runs.iter()
+        .map(|r| {
+            format!(
+                "partition {} sequence numbers {}..{} ({} events)",
+                r.partition_id, r.first_sequence_number, r.last_sequence_number, r.records
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A receipt naming an object the seal removed as a copy (its manifest's
+/// `removed_copies`): expected, not a missing object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RemovedCopyNamed {
+    pub path: String,
+    pub receipt: String,
+    pub manifest: String,
+}
+
 /// What was looked at.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Checked {
@@ -190,6 +282,11 @@ pub struct VerifyReport {
     pub clean: bool,
     pub checked: Checked,
     pub findings: Vec<Finding>,
+    /// What needs attention without failing the check.
+    pub warnings: Vec<Warning>,
+    /// Receipts naming objects the seal removed as copies, not yet recorded as
+    /// consumed by the manifest (the seal does that when it next reads the hour).
+    pub removed_copies_named: Vec<RemovedCopyNamed>,
     /// Extra copies of events in unsealed data (re-deliveries; the seal removes them).
     pub duplicates_unsealed: u64,
     /// Receipt ranges covered more than once (re-deliveries with other boundaries).
@@ -218,6 +315,16 @@ impl VerifyReport {
         for f in &self.findings {
             out.push_str(&format!("  FAIL {f}\n"));
         }
+        for w in &self.warnings {
+            out.push_str(&format!("  WARN {w}\n"));
+        }
+        for r in &self.removed_copies_named {
+            out.push_str(&format!(
+                "  info: {} names {}, a copy the seal removed ({} records it in removed_copies): its events are \
+                 sealed, and the seal records the receipt when it next reads the hour\n",
+                r.receipt, r.path, r.manifest
+            ));
+        }
         if self.duplicates_unsealed > 0 {
             out.push_str(&format!(
                 "  info: {} duplicate events in unsealed data (re-deliveries; sealing removes them, or de-duplicate on \
@@ -240,10 +347,15 @@ impl VerifyReport {
         for f in &self.foreign {
             out.push_str(&format!("  info: not a lake object, ignored: {f}\n"));
         }
-        if self.clean {
-            out.push_str("OK: the lake is clean\n");
-        } else {
-            out.push_str(&format!("FAILED: {} problems\n", self.findings.len()));
+        let warned = match self.warnings.len() {
+            0 => String::new(),
+            1 => ", 1 warning".to_string(),
+            n => format!(", {n} warnings"),
+        };
+        match (self.clean, warned.is_empty()) {
+            (true, true) => out.push_str("OK: the lake is clean\n"),
+            (true, false) => out.push_str(&format!("OK: no problems{warned}\n")),
+            (false, _) => out.push_str(&format!("FAILED: {} problems{warned}\n", self.findings.len())),
         }
         out
     }
@@ -264,7 +376,7 @@ enum Expect {
     Manifest {
         manifest: String,
         records: u64,
-        partitions: Vec<PartitionSummaryView>,
+        partitions: Vec<PartitionSummary>,
     },
 }
 
@@ -316,6 +428,8 @@ pub async fn verify(lake: &Lake, inv: &Inventory, opts: &VerifyOptions) -> Resul
         clean: true,
         checked: Checked::default(),
         findings: Vec::new(),
+        warnings: units.iter().flat_map(|u| unreceipted_warnings(u)).collect(),
+        removed_copies_named: Vec::new(),
         duplicates_unsealed: 0,
         overlaps: inv.overlaps,
         foreign: inv.foreign.iter().map(|(p, _)| p.clone()).collect(),
@@ -380,6 +494,23 @@ fn gap_finding(g: &Gap) -> Finding {
     }
 }
 
+/// The objects without receipt a sealed hour's manifest reports, as warnings.
+fn unreceipted_warnings(u: &Unit) -> Vec<Warning> {
+    let manifest = u.manifest.as_ref().map(|m| m.path.clone()).unwrap_or_default();
+    u.unreceipted
+        .iter()
+        .map(|(entry, size): &(UnreceiptedObject, u64)| Warning::Unreceipted {
+            path: entry.path.clone(),
+            bytes: *size,
+            records: entry.records,
+            hour: format_hour(u.key.hour),
+            manifest: manifest.clone(),
+            uncovered: entry.uncovered.clone(),
+            problem: entry.problem.clone(),
+        })
+        .collect()
+}
+
 fn orphans(inv: &Inventory, units: &[&Unit], range: &HourRange) -> Vec<Finding> {
     let mut out = Vec::new();
     for u in units {
@@ -442,6 +573,10 @@ fn plan_tasks(inv: &Inventory, units: &[&Unit], range: &HourRange, report: &mut 
             if r.size.is_none() && u.manifest.as_ref().is_some_and(|m| m.accounts_for(&r.entry.path)) {
                 continue; // compacted away by the seal: expected
             }
+            if let Some(named) = removed_copy_named(u, r) {
+                report.removed_copies_named.push(named);
+                continue;
+            }
             let expect = Expect::Receipt {
                 receipt: r.receipt.clone(),
                 partition: r.partition.partition_id.clone(),
@@ -482,6 +617,21 @@ fn plan_tasks(inv: &Inventory, units: &[&Unit], range: &HourRange, report: &mut 
         }
     }
     tasks
+}
+
+/// A missing raw object whose removal the unit's manifest records (same path and
+/// SHA-256): the seal deleted it as a copy before its delivery wrote the receipt.
+fn removed_copy_named(u: &Unit, r: &super::inventory::RawObject) -> Option<RemovedCopyNamed> {
+    let m = u.manifest.as_ref()?;
+    if r.size.is_some() {
+        return None;
+    }
+    m.removed_copy(&r.entry.path, &r.entry.sha256)?;
+    Some(RemovedCopyNamed {
+        path: r.entry.path.clone(),
+        receipt: r.receipt.clone(),
+        manifest: m.path.clone(),
+    })
 }
 
 /// Checks that an object is there with the expected size; returns the read task.
@@ -629,10 +779,10 @@ fn content_problem(expect: &Expect, scan: &ObjectScan) -> Option<String> {
             })
         }
         Expect::Manifest { partitions, .. } if !partitions.is_empty() => {
-            let found: Vec<PartitionSummaryView> = scan
+            let found: Vec<PartitionSummary> = scan
                 .partitions
                 .iter()
-                .map(|(p, r)| PartitionSummaryView {
+                .map(|(p, r)| PartitionSummary {
                     partition_id: p.clone(),
                     records: r.records,
                     first_sequence_number: r.first,
@@ -653,8 +803,8 @@ fn content_problem(expect: &Expect, scan: &ObjectScan) -> Option<String> {
 }
 
 /// One summary per partition (a manifest may list a partition's ranges separately).
-fn aggregate(parts: &[PartitionSummaryView]) -> Vec<PartitionSummaryView> {
-    let mut by_id: std::collections::BTreeMap<&str, PartitionSummaryView> = std::collections::BTreeMap::new();
+fn aggregate(parts: &[PartitionSummary]) -> Vec<PartitionSummary> {
+    let mut by_id: std::collections::BTreeMap<&str, PartitionSummary> = std::collections::BTreeMap::new();
     for p in parts {
         by_id
             .entry(p.partition_id.as_str())
@@ -668,7 +818,7 @@ fn aggregate(parts: &[PartitionSummaryView]) -> Vec<PartitionSummaryView> {
     by_id.into_values().collect()
 }
 
-fn summarise(parts: &[PartitionSummaryView]) -> String {
+fn summarise(parts: &[PartitionSummary]) -> String {
     parts
         .iter()
         .map(|p| {
