@@ -21,7 +21,7 @@ use hub2lake::ops::range::HourRange;
 use hub2lake::ops::replay::{
     self, EventSink, FileSink, FileSinkLine, OutEvent, PartitionMode, ReplayOptions, SinkError, Target,
 };
-use hub2lake::ops::verify::{Finding, VerifyOptions, VerifyReport};
+use hub2lake::ops::verify::{Finding, RemovedCopyNamed, VerifyOptions, VerifyReport, Warning};
 use hub2lake::ops::{get, ls, verify, OpsError};
 use serde_json::{json, Value};
 
@@ -476,6 +476,202 @@ async fn sealed_hours_verify_clean_and_undeclared_duplicates_fail() {
             report.render()
         );
     }
+}
+
+/// Two days back, so the seal's grace period is long over.
+fn sealable_hour() -> DateTime<Utc> {
+    Utc::now().duration_trunc(TimeDelta::hours(1)).unwrap() - TimeDelta::hours(48)
+}
+
+impl TestLake {
+    /// A delivery whose objects are written and whose receipt is not: a file where the
+    /// partition's receipt folder goes makes the receipt write fail (the handler then
+    /// answers 500). Returns the objects it left, with their bytes.
+    async fn ingest_without_receipt(
+        &mut self,
+        pid: &str,
+        seqs: RangeInclusive<i64>,
+        at: DateTime<Utc>,
+    ) -> Vec<(PathBuf, Vec<u8>)> {
+        let before = self.data_files();
+        let line = WirePartition::default();
+        let blocker = self
+            .root
+            .join("_receipts")
+            .join(&line.eventhub)
+            .join(&line.consumer_group)
+            .join(pid);
+        std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+        assert!(!blocker.exists(), "the partition has no receipt yet");
+        std::fs::write(&blocker, b"x").unwrap();
+        let events = wire_events(pid, seqs, at, |_| Body::Change);
+        let result = self.ingestor.ingest(host_batch(pid, &events)).await;
+        std::fs::remove_file(&blocker).unwrap();
+        assert!(result.is_err(), "the receipt write fails");
+        let left: Vec<PathBuf> = self.data_files().into_iter().filter(|p| !before.contains(p)).collect();
+        left.into_iter()
+            .map(|p| {
+                let bytes = std::fs::read(&p).unwrap();
+                (p, bytes)
+            })
+            .collect()
+    }
+
+    /// Runs the seal as of `now` (real receipts, real objects).
+    async fn seal(&self, now: DateTime<Utc>) -> hub2lake::seal::SealReport {
+        hub2lake::seal::run(&self.settings, &self.lake, &TimerInfo::default(), now)
+            .await
+            .unwrap()
+    }
+}
+
+/// A delivery in flight while the seal ran (objects written, receipt not yet — here
+/// the receipt failed): the seal keeps the object and lists it in the manifest's
+/// `unreceipted`, with a `_recheck` marker. That is reported as a warning naming the
+/// events only it holds, not as an orphan, and the marker is no foreign file.
+#[tokio::test]
+async fn an_object_the_seal_keeps_without_receipt_is_a_warning_not_an_orphan() {
+    let h = sealable_hour();
+    let mut t = TestLake::new();
+    t.ingest_with("0", 0..=99, h, |_| Body::Change).await;
+    // Partition 1's first delivery: the seal cannot tell it from one in flight.
+    let left = t
+        .ingest_without_receipt("1", 100..=149, h + TimeDelta::minutes(30))
+        .await;
+    assert_eq!(left.len(), 1);
+    let kept = rel(&t.root, &left[0].0);
+    let report = t.seal(Utc::now() + TimeDelta::minutes(20)).await;
+    assert_eq!((report.units_sealed, report.unreceipted_left), (1, 1), "{report:?}");
+    let folder = left[0].0.parent().unwrap();
+    assert!(folder.join("_recheck").exists() && left[0].0.exists());
+
+    let inv = t.inventory().await;
+    assert!(inv.foreign.is_empty(), "{:?}", inv.foreign);
+    let listing = ls::listing(&inv, "test", &HourRange::all(), None, None);
+    let row = &listing.units[0];
+    assert_eq!(
+        (row.sealed, row.orphans, row.unreceipted, row.recheck, row.records),
+        (true, 0, 1, true, 100),
+        "{row:?}"
+    );
+    assert_eq!(listing.totals.unreceipted, 1);
+    let table = ls::render_table(&listing);
+    assert!(
+        table.contains("(1 unreceipted)") && table.contains("1 object without receipt kept in sealed hours"),
+        "{table}"
+    );
+
+    let report = t.verify(HourRange::all()).await;
+    assert!(report.clean && report.findings.is_empty(), "{}", report.render());
+    let [Warning::Unreceipted {
+        path,
+        records,
+        uncovered,
+        problem: None,
+        ..
+    }] = &report.warnings[..]
+    else {
+        panic!("one warning: {}", report.render())
+    };
+    assert_eq!((path, *records), (&kept, 50));
+    let runs: Vec<(&str, i64, i64, u64)> = uncovered
+        .iter()
+        .map(|r| {
+            (
+                r.partition_id.as_str(),
+                r.first_sequence_number,
+                r.last_sequence_number,
+                r.records,
+            )
+        })
+        .collect();
+    assert_eq!(runs, [("1", 100, 149, 50)]);
+    let text = report.render();
+    assert!(
+        text.contains(&format!("WARN unreceipted: {kept}"))
+            && text.contains("partition 1 sequence numbers 100..149 (50 events)")
+            && text.contains("docs/recovery.md")
+            && text.contains("OK: no problems, 1 warning"),
+        "{text}"
+    );
+    assert!(!text.contains("FAIL") && !text.contains("not a lake object"), "{text}");
+}
+
+/// A failed delivery's object whose events a re-delivery covers is removed by the seal
+/// (`removed_copies`). A delivery that was in flight then writes its receipt naming
+/// the removed object: its events are sealed, so that is no missing object — as long
+/// as the removal record matches it (path and SHA-256), as the seal requires.
+#[tokio::test]
+async fn a_receipt_naming_a_copy_the_seal_removed_is_no_missing_object() {
+    let h = sealable_hour();
+    let mut t = TestLake::new();
+    let left = t.ingest_without_receipt("0", 0..=99, h).await;
+    let [(copy_file, copy_bytes)] = &left[..] else {
+        panic!("{left:?}")
+    };
+    let copy = rel(&t.root, copy_file);
+    t.ingest_with("0", 0..=149, h + TimeDelta::minutes(1), |_| Body::Change)
+        .await;
+    let now = Utc::now() + TimeDelta::minutes(20);
+    let report = t.seal(now).await;
+    assert_eq!((report.units_sealed, report.copies_removed), (1, 1), "{report:?}");
+    assert!(!copy_file.exists());
+
+    let inv = t.inventory().await;
+    let row = &ls::listing(&inv, "test", &HourRange::all(), None, None).units[0];
+    assert_eq!(
+        (row.removed_copies, row.unreceipted, row.recheck),
+        (1, 0, true),
+        "{row:?}"
+    );
+    let report = t.verify(HourRange::all()).await;
+    assert!(report.clean && report.warnings.is_empty(), "{}", report.render());
+    assert_eq!(report.render().lines().last(), Some("OK: the lake is clean"));
+
+    // The delivery in flight had found its object before the removal, and writes its
+    // receipt after it.
+    std::fs::write(copy_file, copy_bytes).unwrap();
+    t.ingest_with("0", 0..=99, h, |_| Body::Change).await;
+    std::fs::remove_file(copy_file).unwrap();
+    let report = t.verify(HourRange::all()).await;
+    assert!(report.clean, "{}", report.render());
+    assert_eq!(
+        report.removed_copies_named,
+        [RemovedCopyNamed {
+            path: copy.clone(),
+            receipt: "_receipts/mongo-changes/hub2lake/0/0-99.json".into(),
+            manifest: rel(&t.root, &copy_file.with_file_name("_manifest.json")),
+        }]
+    );
+    assert!(
+        report.render().contains("a copy the seal removed"),
+        "{}",
+        report.render()
+    );
+
+    // A removal record of another object under that name does not vouch for it.
+    let manifest_file = copy_file.with_file_name("_manifest.json");
+    let original = std::fs::read(&manifest_file).unwrap();
+    let mut manifest: Value = serde_json::from_slice(&original).unwrap();
+    manifest["removed_copies"][0]["sha256"] = json!("0000");
+    std::fs::write(&manifest_file, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let report = t.verify(HourRange::all()).await;
+    assert!(
+        matches!(&report.findings[..], [Finding::MissingObject { path, listed_by }] if *path == copy && listed_by.ends_with("/0-99.json")),
+        "{}",
+        report.render()
+    );
+    std::fs::write(&manifest_file, &original).unwrap();
+
+    // The next seal run records the receipt as consumed: nothing left to explain.
+    let report = t.seal(now).await;
+    assert_eq!(report.manifests_updated, 1, "{report:?}");
+    let report = t.verify(HourRange::all()).await;
+    assert!(
+        report.clean && report.removed_copies_named.is_empty(),
+        "{}",
+        report.render()
+    );
 }
 
 #[tokio::test]

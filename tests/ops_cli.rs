@@ -11,7 +11,7 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use hub2lake::config::{EventEncoding, Settings};
 use hub2lake::host::wire::{eventhub_request, WireDataType, WireEvent, WirePartition};
-use hub2lake::host::{EventHubBatch, Invocation};
+use hub2lake::host::{EventHubBatch, Invocation, TimerInfo};
 use hub2lake::ingest::Ingestor;
 use hub2lake::lake::Lake;
 use serde_json::{json, Value};
@@ -203,6 +203,142 @@ async fn usage_and_configuration_errors_exit_2_with_clear_messages() {
     assert!(!text(&out.stderr).contains("TOPSECRET"), "{}", text(&out.stderr));
 }
 
+/// The objects a delivery of `seqs` writes, without its receipt: delivered to a scratch
+/// lake, and its data objects copied into `root` under the same (deterministic) names —
+/// what a delivery whose receipt write failed leaves, when the host gave up on it.
+async fn objects_without_receipt(scratch: &Path, root: &Path, pid: &str, seqs: RangeInclusive<i64>, at: DateTime<Utc>) {
+    let settings = Settings::local(scratch);
+    let lake = Lake::open(&settings).unwrap();
+    ingest(&lake, &settings, pid, seqs, at).await;
+    let folder = Path::new("shop/orders").join(at.format("%Y/%m/%d/%H").to_string());
+    for entry in std::fs::read_dir(scratch.join(&folder)).unwrap() {
+        let name = entry.unwrap().file_name();
+        std::fs::copy(scratch.join(&folder).join(&name), root.join(&folder).join(&name)).unwrap();
+    }
+}
+
+async fn seal(lake: &Lake, settings: &Settings) -> hub2lake::seal::SealReport {
+    hub2lake::seal::run(
+        settings,
+        lake,
+        &TimerInfo::default(),
+        Utc::now() + TimeDelta::minutes(20),
+    )
+    .await
+    .unwrap()
+}
+
+/// A delivery of 50..=99 wrote its object, never its receipt, and the host gave up:
+/// the seal keeps the object (it holds the only copy of those events) and lists it in
+/// the manifest's `unreceipted`, with a `_recheck` marker. `verify` fails on the gap
+/// and warns about the object; `ls` shows it. Replaying the gap makes it a copy, which
+/// the seal removes: the lake verifies clean again.
+#[tokio::test]
+async fn verify_and_ls_follow_an_object_the_seal_keeps_until_a_replay_covers_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("lake");
+    let settings = Settings::local(&root);
+    let lake = Lake::open(&settings).unwrap();
+    ingest(&lake, &settings, "0", 0..=49, hour(0)).await;
+    ingest(&lake, &settings, "0", 100..=149, hour(0) + TimeDelta::minutes(20)).await;
+    objects_without_receipt(
+        &dir.path().join("scratch"),
+        &root,
+        "0",
+        50..=99,
+        hour(0) + TimeDelta::minutes(10),
+    )
+    .await;
+    let report = seal(&lake, &settings).await;
+    assert_eq!((report.units_sealed, report.unreceipted_left), (1, 1), "{report:?}");
+    let url = format!("file://{}", root.display());
+    let kept = "shop/orders/2025/01/15/10/0-50-99.jsonl.gz";
+
+    let out = hub2lake(&["verify", "--lake", &url], &[]);
+    let stdout = text(&out.stdout);
+    assert_eq!(code(&out), 1, "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("FAIL gap: partition 0") && stdout.contains("missing sequence numbers 50..99"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("WARN unreceipted: {kept}"))
+            && stdout.contains("partition 0 sequence numbers 50..99 (50 events)")
+            && stdout.contains("docs/recovery.md"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("FAIL orphan") && !stdout.contains("not a lake object"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("FAILED: 1 problems, 1 warning"), "{stdout}");
+
+    let out = hub2lake(&["verify", "--lake", &url, "--json"], &[]);
+    assert_eq!(code(&out), 1);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kinds: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["gap"]);
+    let warning = &v["warnings"][0];
+    assert_eq!(
+        (warning["kind"].as_str(), warning["path"].as_str()),
+        (Some("unreceipted"), Some(kept))
+    );
+    assert_eq!(warning["uncovered"][0]["first_sequence_number"], 50);
+    assert_eq!(warning["uncovered"][0]["last_sequence_number"], 99);
+
+    let out = hub2lake(&["ls", "--lake", &url, "--json"], &[]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let unit = &v["units"][0];
+    assert_eq!(
+        (
+            &unit["unreceipted"],
+            &unit["orphans"],
+            &unit["recheck"],
+            &unit["complete"]
+        ),
+        (&json!(1), &json!(0), &json!(true), &json!(false)),
+        "{unit}"
+    );
+    assert_eq!(v["totals"]["unreceipted"], 1);
+    let out = hub2lake(&["ls", "--lake", &url], &[]);
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("sealed g1 (gaps)") && table.contains("(1 unreceipted)"),
+        "{table}"
+    );
+
+    // The operator replays the range (other boundaries): the kept object is a copy now.
+    ingest(&lake, &settings, "0", 40..=109, hour(0) + TimeDelta::minutes(10)).await;
+    let report = seal(&lake, &settings).await;
+    assert_eq!(report.copies_removed, 1, "{report:?}");
+    let out = hub2lake(&["verify", "--lake", &url], &[]);
+    assert_eq!(code(&out), 0, "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("OK: the lake is clean"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = hub2lake(&["ls", "--lake", &url, "--json"], &[]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let unit = &v["units"][0];
+    assert_eq!(
+        (
+            &unit["unreceipted"],
+            &unit["removed_copies"],
+            &unit["recheck"],
+            &unit["complete"]
+        ),
+        (&json!(0), &json!(1), &json!(true), &json!(true)),
+        "{unit}"
+    );
+}
+
 #[test]
 fn every_command_documents_examples_and_exit_codes() {
     for cmd in ["ls", "verify", "get", "replay"] {
@@ -214,7 +350,16 @@ fn every_command_documents_examples_and_exit_codes() {
             "{cmd}: {help}"
         );
         assert!(help.contains("--from") && help.contains("--lake"), "{cmd}: {help}");
+        assert!(
+            help.contains("0  success") && help.contains("3  storage"),
+            "{cmd}: {help}"
+        );
     }
+    let help = text(&hub2lake(&["verify", "--help"], &[]).stdout);
+    assert!(
+        help.contains("Warnings (printed as WARN, exit code stays 0)") && help.contains("removed_copies"),
+        "{help}"
+    );
 }
 
 #[tokio::test]
