@@ -1,6 +1,7 @@
 //! Micro benchmarks of the handler's CPU path on realistic change-stream batches:
 //! decode (host request → typed batch), encode (batch → JSON Lines → gzip) at gzip
-//! levels 1 and 6 beside raw flate2 on the same bytes, and object naming.
+//! levels 1 and 6 beside raw flate2 on the same bytes, and object naming; on two
+//! data sets (see [`DataSet`]).
 //!
 //! `cargo bench --bench ingest` (see BENCHMARKS.md).
 
@@ -13,6 +14,7 @@ use hub2lake::host::wire::{eventhub_request, WireDataType, WireEvent, WirePartit
 use hub2lake::host::{EventHubBatch, Invocation};
 use hub2lake::ingest::prepare_batch;
 use hub2lake::lake::layout::{PathTemplate, PathValues};
+use hub2lake::simulator::{ChangeStreamConfig, EventSource, Hub};
 use serde_json::json;
 
 /// A ~1 KB MongoDB change event (insert or update, relaxed Extended JSON).
@@ -44,16 +46,50 @@ fn change_event(n: i64) -> Vec<u8> {
     event.to_string().into_bytes()
 }
 
-fn request(events: usize) -> String {
+/// The two data sets: `templated` (one document shape with few changing values:
+/// compresses very well, the best case for gzip and so the hardest for the encoder's
+/// ratio) and `simulator` (the simulator's generator, as `hub2lake bench` and
+/// `hub2lake demo` use: several collections, inserts/updates/deletes, varied values
+/// and free-text notes).
+#[derive(Clone, Copy)]
+enum DataSet {
+    Templated,
+    Simulator,
+}
+
+impl DataSet {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Templated => "templated",
+            Self::Simulator => "simulator",
+        }
+    }
+}
+
+fn request(data: DataSet, events: usize) -> String {
     let t0 = Utc.with_ymd_and_hms(2025, 1, 15, 10, 0, 0).unwrap();
+    let hub = Hub::new(
+        EventSource::ChangeStream(ChangeStreamConfig {
+            events: events as u64,
+            event_size: 1024,
+            seed: 7,
+        }),
+        1,
+        5000,
+        t0,
+        std::time::Duration::from_secs(3000),
+    );
     let events: Vec<WireEvent> = (0..events as i64)
-        .map(|n| WireEvent {
-            body: change_event(n),
-            sequence_number: 5000 + n,
-            offset: 1_048_576 + 768 * n,
-            enqueued_time: t0 + TimeDelta::milliseconds(37 * n),
-            partition_key: None,
-            properties: json!({"source": "mongo-cdc"}),
+        .map(|n| match data {
+            DataSet::Templated => WireEvent {
+                body: change_event(n),
+                sequence_number: 5000 + n,
+                offset: 1_048_576 + 768 * n,
+                enqueued_time: t0 + TimeDelta::milliseconds(37 * n),
+                partition_key: None,
+                properties: json!({"source": "mongo-cdc"}),
+            },
+            DataSet::Simulator => hub.event(0, n as u64),
         })
         .collect();
     eventhub_request(
@@ -83,10 +119,15 @@ fn jsonl(batch: &EventHubBatch) -> Vec<u8> {
 }
 
 fn benches(c: &mut Criterion) {
-    for n in [100usize, 1000] {
-        let body = request(n);
+    for (data, n) in [
+        (DataSet::Templated, 100usize),
+        (DataSet::Templated, 1000),
+        (DataSet::Simulator, 1000),
+    ] {
+        let body = request(data, n);
         let batch = decode(&body);
         let input_bytes = batch.body_bytes() as u64;
+        let n = format!("{}/{n}", data.name());
 
         let mut g = c.benchmark_group(format!("decode/{n}"));
         g.throughput(Throughput::Bytes(body.len() as u64));

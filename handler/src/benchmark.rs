@@ -40,6 +40,11 @@ pub struct BenchResult {
     pub events_per_second: f64,
     pub input_mb_per_second: f64,
     pub latency_ms: Percentiles,
+    /// Per invocation, the handler's own time (reading the request, decoding,
+    /// encoding: latency minus storage calls), from its `batch written` log lines.
+    pub handler_own_ms: Percentiles,
+    /// Per invocation, the wall time of its storage calls.
+    pub storage_ms: Percentiles,
     pub handler_cpu_seconds: f64,
     pub cpu_seconds_per_gb_input: f64,
     pub peak_rss_mb: f64,
@@ -99,10 +104,12 @@ pub async fn run(config: &BenchConfig) -> Result<BenchResult, BenchError> {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(&config.settings)
         .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-        .env("RUST_LOG", "warn")
+        // JSON logs of each written batch carry its storage and own time.
+        .env("RUST_LOG", "warn,hub2lake::server=info")
+        .env("HUB2LAKE_LOG_FORMAT", "json")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| BenchError::Spawn {
@@ -112,6 +119,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchResult, BenchError> {
     let pid = child
         .id()
         .ok_or_else(|| BenchError::Proc("the handler exited at once".into()))?;
+    let timings = child.stderr.take().map(|stderr| tokio::spawn(collect_timings(stderr)));
     let ready = wait_ready(port, started).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle_rss = proc_status_kb(pid, "VmRSS:")?;
@@ -160,6 +168,10 @@ pub async fn run(config: &BenchConfig) -> Result<BenchResult, BenchError> {
     let peak_rss = proc_status_kb(pid, "VmHWM:")?;
     let _ = child.start_kill();
     let _ = child.wait().await;
+    let (own, storage) = match timings {
+        Some(t) => t.await.unwrap_or_default(),
+        None => Default::default(),
+    };
 
     let events = u64::from(config.partitions) * config.batches_per_partition * config.batch_size;
     Ok(BenchResult {
@@ -173,6 +185,8 @@ pub async fn run(config: &BenchConfig) -> Result<BenchResult, BenchError> {
         events_per_second: events as f64 / wall_seconds,
         input_mb_per_second: input_bytes as f64 / 1e6 / wall_seconds,
         latency_ms: Percentiles::of(latencies),
+        handler_own_ms: Percentiles::of(own),
+        storage_ms: Percentiles::of(storage),
         handler_cpu_seconds: cpu,
         cpu_seconds_per_gb_input: cpu / (input_bytes as f64 / 1e9),
         peak_rss_mb: peak_rss as f64 / 1024.0,
@@ -222,6 +236,35 @@ fn build_requests(config: &BenchConfig) -> Vec<Vec<(Bytes, u64)>> {
                 .collect()
         })
         .collect()
+}
+
+/// Reads the handler's JSON log lines until it exits; returns, per written batch,
+/// its own time and its storage time in milliseconds.
+async fn collect_timings(stderr: tokio::process::ChildStderr) -> (Vec<f64>, Vec<f64>) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let (mut own, mut storage) = (Vec::new(), Vec::new());
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some((o, s)) = batch_timing(&line) {
+            own.push(o);
+            storage.push(s);
+        }
+    }
+    (own, storage)
+}
+
+/// `handler_us` and `storage_us` of a `batch written` JSON log line, in ms.
+fn batch_timing(line: &str) -> Option<(f64, f64)> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    if v.get("message")?.as_str()? != "batch written" {
+        return None;
+    }
+    let ms = |k: &str| {
+        v.get(k)
+            .and_then(serde_json::Value::as_u64)
+            .map(|us| us as f64 / 1000.0)
+    };
+    Some((ms("handler_us")?, ms("storage_us")?))
 }
 
 async fn wait_ready(port: u16, started: Instant) -> Result<Duration, BenchError> {
@@ -285,6 +328,16 @@ impl std::fmt::Display for BenchResult {
         )?;
         writeln!(
             f,
+            "  handler's own     p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms (latency minus storage calls)",
+            self.handler_own_ms.p50, self.handler_own_ms.p95, self.handler_own_ms.p99, self.handler_own_ms.max
+        )?;
+        writeln!(
+            f,
+            "  storage calls     p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            self.storage_ms.p50, self.storage_ms.p95, self.storage_ms.p99, self.storage_ms.max
+        )?;
+        writeln!(
+            f,
             "handler CPU         {:.2} s ({:.1} CPU-s per GB of input)",
             self.handler_cpu_seconds, self.cpu_seconds_per_gb_input
         )?;
@@ -295,5 +348,29 @@ impl std::fmt::Display for BenchResult {
         )?;
         writeln!(f, "start-up            ready {:.1} ms after exec", self.ready_ms)?;
         write!(f, "failed invocations  {}", self.non_2xx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timings_come_from_batch_written_lines_only() {
+        let written = r#"{"timestamp":"t","level":"INFO","message":"batch written","records":3,"storage_us":2500,"handler_us":1250}"#;
+        assert_eq!(batch_timing(written), Some((1.25, 2.5)));
+        for other in [
+            r#"{"message":"request refused","storage_us":1,"handler_us":1}"#,
+            r#"{"message":"batch written","storage_us":1}"#,
+            "plain text",
+        ] {
+            assert_eq!(batch_timing(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn percentiles_pick_ranks() {
+        let p = Percentiles::of((1..=100).map(f64::from).collect());
+        assert_eq!((p.p50, p.p95, p.p99, p.max), (51.0, 95.0, 99.0, 100.0));
     }
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod host;
 pub mod ingest;
 pub mod lake;
+pub mod memory;
 pub mod ops;
 pub mod seal;
 pub mod server;

@@ -2,8 +2,9 @@
 
 use std::process::ExitCode;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Before the runtime starts its threads.
+    let allocator = hub2lake::memory::tune_allocator();
     let settings = match hub2lake::config::Settings::from_env() {
         Ok(s) => s,
         Err(e) => {
@@ -12,7 +13,15 @@ async fn main() -> ExitCode {
         }
     };
     hub2lake::telemetry::init(settings.log_format);
-    match hub2lake::server::run(settings).await {
+    tracing::debug!(?allocator, "allocator settings");
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hub2lake handler: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(hub2lake::server::run(settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("hub2lake handler stopped: {e:#}");

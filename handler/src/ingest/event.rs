@@ -36,7 +36,16 @@ pub struct Decoded<'a> {
     pub parsed: Parsed<'a>,
 }
 
-const JSON_WS: [char; 4] = [' ', '\t', '\n', '\r'];
+/// `text` without leading and trailing JSON whitespace. By bytes: the four are ASCII,
+/// and `str::trim_matches` with a char set costs ~2 % of the encoder.
+fn trim_json_ws(text: &str) -> &str {
+    let is_ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let bytes = text.as_bytes();
+    let start = bytes.iter().position(|b| !is_ws(b)).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|b| !is_ws(b)).map_or(start, |i| i + 1);
+    // Both ends sit next to ASCII bytes, so they are char boundaries.
+    &text[start..end]
+}
 
 /// The body as text. A JSON-looking body that spans lines is put on one line here,
 /// so the record can hold it verbatim (JSON Lines allows no raw newline).
@@ -48,7 +57,7 @@ pub fn body_text(event: &EventData) -> Result<Cow<'_, str>, Undecodable> {
         }
         EventBody::Undecodable { reason, .. } => return Err(Undecodable(reason.clone())),
     };
-    let trimmed = text.trim_matches(JSON_WS);
+    let trimmed = trim_json_ws(text);
     let looks_like_json = trimmed.starts_with('{') || trimmed.starts_with('[');
     if looks_like_json && memchr::memchr2(b'\n', b'\r', trimmed.as_bytes()).is_some() {
         Ok(Cow::Owned(minify_json(trimmed)))
@@ -61,7 +70,7 @@ pub fn body_text(event: &EventData) -> Result<Cow<'_, str>, Undecodable> {
 /// JSON (starts with `{` or `[`) but does not parse is undecodable: it is data that
 /// was meant to be structured and got damaged. Other non-JSON text is kept as text.
 pub fn decode(text: &str) -> Result<Decoded<'_>, Undecodable> {
-    let trimmed = text.trim_matches(JSON_WS);
+    let trimmed = trim_json_ws(text);
     let json = |parsed| Decoded {
         body: Body::Json(trimmed),
         parsed,
@@ -429,6 +438,13 @@ mod tests {
     fn odd_shapes_are_not_change_events() {
         for json in [r#"{"operationType":5}"#, "[1]", r#"{"ns":"x"}"#, "7"] {
             assert!(!parsed(json).is_change_event, "{json}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn trimming_by_bytes_matches_trimming_by_chars(text in "[ \t\r\na-zé{}\u{2003}]{0,12}") {
+            proptest::prop_assert_eq!(trim_json_ws(&text), text.trim_matches([' ', '\t', '\n', '\r']));
         }
     }
 

@@ -7,16 +7,25 @@ use flate2::write::GzEncoder;
 use crate::config::Compression;
 
 /// Streams JSON lines into an in-memory object, compressing as it goes.
+///
+/// Lines are written straight into a staging buffer (the object itself when
+/// uncompressed) and handed to the compressor in chunks of [`GZIP_CHUNK_BYTES`]:
+/// one deflate call per ~1 KB line costs ~5 % of the encoder's time in call overhead.
 pub struct JsonLinesEncoder {
     sink: Sink,
+    /// Uncompressed lines not yet given to the compressor (the object when plain).
+    staged: Vec<u8>,
     records: u64,
     uncompressed_bytes: u64,
 }
 
 enum Sink {
-    Plain(Vec<u8>),
+    Plain,
     Gzip(Box<GzEncoder<Vec<u8>>>),
 }
+
+/// Uncompressed bytes collected before each deflate call.
+pub const GZIP_CHUNK_BYTES: usize = 64 * 1024;
 
 /// A finished object.
 #[derive(Debug, Clone)]
@@ -29,16 +38,20 @@ pub struct EncodedObject {
 impl JsonLinesEncoder {
     /// `size_hint` is the expected uncompressed size, to size the buffer once.
     pub fn new(compression: Compression, size_hint: usize) -> Self {
-        let sink = match compression {
-            Compression::None => Sink::Plain(Vec::with_capacity(size_hint)),
+        let (sink, staged) = match compression {
+            Compression::None => (Sink::Plain, Vec::with_capacity(size_hint)),
             // Compressed JSON is typically 5-10x smaller; start with a fraction.
-            Compression::Gzip { level } => Sink::Gzip(Box::new(GzEncoder::new(
-                Vec::with_capacity(size_hint / 4 + 64),
-                flate2::Compression::new(level),
-            ))),
+            Compression::Gzip { level } => (
+                Sink::Gzip(Box::new(GzEncoder::new(
+                    Vec::with_capacity(size_hint / 8 + 64),
+                    flate2::Compression::new(level),
+                ))),
+                Vec::with_capacity(size_hint.min(GZIP_CHUNK_BYTES) + 4096),
+            ),
         };
         Self {
             sink,
+            staged,
             records: 0,
             uncompressed_bytes: 0,
         }
@@ -46,28 +59,39 @@ impl JsonLinesEncoder {
 
     /// Appends one line; `line` must be a single JSON value without a newline.
     pub fn push_line(&mut self, line: &[u8]) {
-        debug_assert!(!line.contains(&b'\n'));
-        self.write_all(line);
-        self.write_all(b"\n");
-        self.records += 1;
+        self.push_with(|out| out.extend_from_slice(line));
     }
 
-    fn write_all(&mut self, bytes: &[u8]) {
-        self.uncompressed_bytes += bytes.len() as u64;
-        // Writing into a Vec (directly or through the compressor) cannot fail.
-        let _ = match &mut self.sink {
-            Sink::Plain(v) => v.write_all(bytes),
-            Sink::Gzip(g) => g.write_all(bytes),
-        };
+    /// Appends one line that `write` produces in place (no intermediate copy): it
+    /// must append a single JSON value without a newline.
+    pub fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.staged.len();
+        write(&mut self.staged);
+        debug_assert!(!self.staged[start..].contains(&b'\n'));
+        self.staged.push(b'\n');
+        self.uncompressed_bytes += (self.staged.len() - start) as u64;
+        self.records += 1;
+        if self.staged.len() >= GZIP_CHUNK_BYTES {
+            self.compress_staged();
+        }
+    }
+
+    fn compress_staged(&mut self) {
+        if let Sink::Gzip(g) = &mut self.sink {
+            // Writing into a Vec through the compressor cannot fail.
+            let _ = g.write_all(&self.staged);
+            self.staged.clear();
+        }
     }
 
     pub fn records(&self) -> u64 {
         self.records
     }
 
-    pub fn finish(self) -> EncodedObject {
+    pub fn finish(mut self) -> EncodedObject {
+        self.compress_staged();
         let bytes = match self.sink {
-            Sink::Plain(v) => v,
+            Sink::Plain => self.staged,
             Sink::Gzip(g) => g.finish().unwrap_or_default(),
         };
         EncodedObject {
@@ -131,6 +155,33 @@ mod tests {
         assert_eq!(obj.uncompressed_bytes, 18);
         let text = decode_object(&obj.bytes).unwrap();
         assert_eq!(text, b"{\"a\":1}\n{\"b\":\"x\"}\n");
+    }
+
+    #[test]
+    fn objects_larger_than_a_chunk_round_trip_at_every_level() {
+        let lines: Vec<String> = (0..3000)
+            .map(|i| format!(r#"{{"n":{i},"pad":"{}"}}"#, "x".repeat(i % 97)))
+            .collect();
+        let expected: Vec<u8> = lines.iter().flat_map(|l| format!("{l}\n").into_bytes()).collect();
+        assert!(expected.len() > 2 * GZIP_CHUNK_BYTES);
+        for compression in [
+            Compression::None,
+            Compression::Gzip { level: 1 },
+            Compression::Gzip { level: 9 },
+        ] {
+            let mut enc = JsonLinesEncoder::new(compression, 1000);
+            for (i, l) in lines.iter().enumerate() {
+                if i % 2 == 0 {
+                    enc.push_line(l.as_bytes());
+                } else {
+                    enc.push_with(|out| out.extend_from_slice(l.as_bytes()));
+                }
+            }
+            let obj = enc.finish();
+            assert_eq!(obj.records, 3000);
+            assert_eq!(obj.uncompressed_bytes, expected.len() as u64);
+            assert_eq!(decode_object(&obj.bytes).unwrap(), expected, "{compression:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,66 @@
+//! A tiny run of `hub2lake bench` against the real handler binary: the harness
+//! works end to end and reports every figure BENCHMARKS.md uses. (Numbers are not
+//! asserted: performance is measured, not tested.)
+
+use std::process::Command;
+
+#[test]
+fn a_tiny_bench_run_reports_every_figure() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_hub2lake"))
+        .args(["bench", "--handler", env!("CARGO_BIN_EXE_handler")])
+        .args([
+            "--partitions",
+            "2",
+            "--batches-per-partition",
+            "3",
+            "--batch-size",
+            "50",
+        ])
+        .args(["--event-size", "300", "--gzip-level", "1", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "throughput",
+        "invocation latency",
+        "handler's own",
+        "storage calls",
+        "peak RSS",
+        "ready",
+    ] {
+        assert!(stdout.contains(line), "no {line:?} in\n{stdout}");
+    }
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(r["events"], 300);
+    assert_eq!(r["batches"], 6);
+    assert_eq!(r["non_2xx"], 0);
+    let positive = |k: &str| {
+        r.pointer(k)
+            .and_then(serde_json::Value::as_f64)
+            .is_some_and(|v| v > 0.0)
+    };
+    for k in [
+        "/events_per_second",
+        "/input_mb_per_second",
+        "/latency_ms/p99",
+        "/handler_own_ms/p50",
+        "/storage_ms/p50",
+        "/peak_rss_mb",
+        "/idle_rss_mb",
+        "/ready_ms",
+    ] {
+        assert!(positive(k), "{k} missing or not positive in {r}");
+    }
+    assert!(r["handler_cpu_seconds"].as_f64().is_some_and(|v| v >= 0.0), "{r}");
+    // Every invocation's log line was read: the handler's own time never exceeds
+    // the latency the client saw.
+    assert!(r["handler_own_ms"]["max"].as_f64() <= r["latency_ms"]["max"].as_f64());
+}
