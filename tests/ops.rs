@@ -334,6 +334,17 @@ async fn a_hole_in_a_partition_is_named_exactly() {
     assert!(before.clean, "{}", before.render());
 }
 
+/// Sets a file's modification time `minutes` into the past.
+fn age_file(path: &std::path::Path, minutes: u64) {
+    let when = std::time::SystemTime::now() - std::time::Duration::from_secs(60 * minutes);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+}
+
 #[tokio::test]
 async fn orphans_are_reported() {
     let mut t = TestLake::new();
@@ -341,6 +352,8 @@ async fn orphans_are_reported() {
     let data = t.data_files();
     let orphan = data[0].with_file_name("0-900-999.jsonl.gz");
     std::fs::copy(&data[0], &orphan).unwrap();
+    // Older than any delivery can be in flight.
+    age_file(&orphan, 16);
     let stray = t.root.join("shop/notes.jsonl");
     std::fs::write(&stray, "{}\n").unwrap();
     let report = t.verify(HourRange::all()).await;
@@ -364,6 +377,49 @@ async fn orphans_are_reported() {
     assert_eq!(report.findings.len(), 2, "{}", report.render());
     let listing = ls::listing(&t.inventory().await, "test", &HourRange::all(), None, None);
     assert_eq!(listing.totals.orphans, 1);
+}
+
+/// A delivery in flight has written its objects but not yet its receipt: `verify` on
+/// a live lake warns instead of failing, until the object is older than a delivery
+/// can take.
+#[tokio::test]
+async fn a_recent_object_without_receipt_is_awaiting_its_receipt_not_an_orphan() {
+    let mut t = TestLake::new();
+    t.ingest("0", 0..=19, hour(0)).await;
+    let data = t.data_files();
+    let in_flight = data[0].with_file_name("0-20-39.jsonl.gz");
+    std::fs::copy(&data[0], &in_flight).unwrap();
+    age_file(&in_flight, 2);
+    let report = t.verify(HourRange::all()).await;
+    assert!(report.clean, "{}", report.render());
+    let path = rel(&t.root, &in_flight);
+    match report.warnings.as_slice() {
+        [Warning::AwaitingReceipt {
+            path: p,
+            hour,
+            age_seconds,
+            ..
+        }] => {
+            assert_eq!((p.as_str(), hour.as_str()), (path.as_str(), "2025-01-15T10"));
+            assert!((100..=200).contains(age_seconds), "{age_seconds}");
+        }
+        other => panic!("{other:?}\n{}", report.render()),
+    }
+    let text = report.render();
+    assert!(
+        text.contains("WARN awaiting receipt") && text.contains("OK: no problems, 1 warning"),
+        "{text}"
+    );
+
+    // Past the window it is an orphan.
+    age_file(&in_flight, 16);
+    let report = t.verify(HourRange::all()).await;
+    assert!(!report.clean && report.warnings.is_empty(), "{}", report.render());
+    assert!(
+        matches!(report.findings.as_slice(), [Finding::Orphan { path: p, .. }] if *p == path),
+        "{}",
+        report.render()
+    );
 }
 
 #[tokio::test]

@@ -78,7 +78,9 @@ fn verify_help() -> String {
         are counted, not failed.\n\
         Warnings (printed as WARN, exit code stays 0): an object no receipt names that the seal kept in a sealed \
         hour and lists in its manifest's `unreceipted`, with the sequence numbers only it holds (runbook: \
-        docs/recovery.md, \"Objects without a receipt in a sealed hour\"). A receipt naming an object the seal \
+        docs/recovery.md, \"Objects without a receipt in a sealed hour\"); a data object no receipt names yet, \
+        written less than 15 minutes before the listing (a delivery in flight: objects first, receipt last; older, \
+        it is an orphan). A receipt naming an object the seal \
         removed as a copy (the manifest's `removed_copies`, same SHA-256) is expected, not a missing object.\n\n\
         {LAKE_HELP}\n{RANGE_HELP}\n\n{EXIT_CODES}"
     )

@@ -10,6 +10,7 @@ pub mod receipt;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::local::LocalFileSystem;
@@ -109,6 +110,7 @@ pub enum PutOutcome {
 pub struct LakeObject {
     pub path: String,
     pub size: u64,
+    pub last_modified: DateTime<Utc>,
 }
 
 /// The lake: an object store plus the root prefix everything lives under.
@@ -314,6 +316,7 @@ impl Lake {
             .map_ok(|meta| LakeObject {
                 path: self.relative(&meta.location),
                 size: meta.size,
+                last_modified: meta.last_modified,
             })
             .try_collect()
             .await

@@ -367,6 +367,19 @@ pub struct Inventory {
     pub problems: Vec<Problem>,
     pub listed_objects: u64,
     pub listed_bytes: u64,
+    /// When the lake was listed, and when each listed object was last written: an
+    /// object no receipt names yet may belong to a delivery in flight.
+    pub listed_at: Option<DateTime<Utc>>,
+    pub last_modified: HashMap<String, DateTime<Utc>>,
+}
+
+impl Inventory {
+    /// How long before the listing an object was last written (zero if it is newer
+    /// or unknown).
+    pub fn age(&self, path: &str) -> Option<chrono::TimeDelta> {
+        let (at, modified) = (self.listed_at?, self.last_modified.get(path)?);
+        Some((at - *modified).max(chrono::TimeDelta::zero()))
+    }
 }
 
 /// What kind of object a listed path is.
@@ -417,10 +430,12 @@ impl Inventory {
     /// `template` is the path template (`HUB2LAKE_PATH_TEMPLATE`), used to place
     /// objects no receipt or manifest names.
     pub async fn load(lake: &Lake, template: &str, concurrency: usize) -> Result<Self, OpsError> {
+        let listed_at = Utc::now();
         let listed = lake.list("").await?;
         let mut inv = Inventory {
             listed_objects: listed.len() as u64,
             listed_bytes: listed.iter().map(|o| o.size).sum(),
+            listed_at: Some(listed_at),
             ..Inventory::default()
         };
         let mut sizes: HashMap<String, u64> = HashMap::with_capacity(listed.len());
@@ -435,7 +450,10 @@ impl Inventory {
                     marker_dirs.insert(parent(&o.path).to_string());
                 }
                 Listed::Foreign => inv.foreign.push((o.path.clone(), o.size)),
-                Listed::DeadLetter | Listed::Data | Listed::Internal => {}
+                Listed::Data => {
+                    inv.last_modified.insert(o.path.clone(), o.last_modified);
+                }
+                Listed::DeadLetter | Listed::Internal => {}
             }
             sizes.insert(o.path, o.size);
         }

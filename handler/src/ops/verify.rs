@@ -193,22 +193,53 @@ pub enum Warning {
         #[serde(skip_serializing_if = "Option::is_none")]
         problem: Option<String>,
     },
+    /// A data object no receipt names yet, written less than [`IN_FLIGHT_WINDOW`]
+    /// before the listing: most likely a delivery in flight (objects first, receipt
+    /// last). Older ones are orphans.
+    AwaitingReceipt {
+        path: String,
+        bytes: u64,
+        /// `YYYY-MM-DDTHH`.
+        hour: String,
+        age_seconds: i64,
+    },
 }
+
+/// How long a delivery can be in flight: the Functions timeout (host.json
+/// `functionTimeout`, 10 minutes) plus a margin for clock skew between the storage
+/// service and this machine.
+pub const IN_FLIGHT_WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
 
 /// Where the runbook for objects without receipt is.
 const UNRECEIPTED_RUNBOOK: &str = "docs/recovery.md, \"Objects without a receipt in a sealed hour\"";
 
 impl std::fmt::Display for Warning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let Self::Unreceipted {
-            path,
-            bytes,
-            records,
-            hour,
-            manifest,
-            uncovered,
-            problem,
-        } = self;
+        let (path, bytes, records, hour, manifest, uncovered, problem) = match self {
+            Self::Unreceipted {
+                path,
+                bytes,
+                records,
+                hour,
+                manifest,
+                uncovered,
+                problem,
+            } => (path, bytes, records, hour, manifest, uncovered, problem),
+            Self::AwaitingReceipt {
+                path,
+                bytes,
+                hour,
+                age_seconds,
+            } => {
+                return write!(
+                    f,
+                    "awaiting receipt: {path} ({bytes} bytes) in hour {hour}, written {age_seconds} s before the \
+                     listing: no receipt names it yet (a delivery in flight writes its objects first and its receipt \
+                     last); if it is still unnamed after {} minutes it is an orphan",
+                    IN_FLIGHT_WINDOW.num_minutes()
+                );
+            }
+        };
         write!(
             f,
             "unreceipted: {path} ({bytes} bytes) in sealed hour {hour}: no receipt names it"
@@ -442,7 +473,9 @@ pub async fn verify(lake: &Lake, inv: &Inventory, opts: &VerifyOptions) -> Resul
     report
         .findings
         .extend(inv.gaps.iter().filter(|g| g.touches(range)).map(gap_finding));
-    report.findings.extend(orphans(inv, &units, range));
+    let (orphans, in_flight) = orphans(inv, &units, range);
+    report.findings.extend(orphans);
+    report.warnings.extend(in_flight);
     let tasks = plan_tasks(inv, &units, range, &mut report);
     report.checked.units = units.len() as u64;
     report.checked.sealed_units = units.iter().filter(|u| u.is_sealed()).count() as u64;
@@ -511,11 +544,24 @@ fn unreceipted_warnings(u: &Unit) -> Vec<Warning> {
         .collect()
 }
 
-fn orphans(inv: &Inventory, units: &[&Unit], range: &HourRange) -> Vec<Finding> {
+/// Objects in unit folders and elsewhere that nothing accounts for: orphans, and
+/// (as warnings) recent data objects that may belong to a delivery in flight.
+fn orphans(inv: &Inventory, units: &[&Unit], range: &HourRange) -> (Vec<Finding>, Vec<Warning>) {
     let mut out = Vec::new();
+    let mut in_flight = Vec::new();
     for u in units {
         for (path, bytes) in &u.orphans {
             let name = path.rsplit('/').next().unwrap_or(path);
+            let age = inv.age(path).filter(|a| *a < IN_FLIGHT_WINDOW);
+            if let (Some(age), false) = (age, is_compaction_output(name)) {
+                in_flight.push(Warning::AwaitingReceipt {
+                    path: path.clone(),
+                    bytes: *bytes,
+                    hour: format_hour(u.key.hour),
+                    age_seconds: age.num_seconds(),
+                });
+                continue;
+            }
             let note = if is_compaction_output(name) {
                 "compaction output no manifest lists (a seal run in progress or interrupted; the next seal run \
                  replaces or deletes it)"
@@ -540,7 +586,7 @@ fn orphans(inv: &Inventory, units: &[&Unit], range: &HourRange) -> Vec<Finding> 
                 .into(),
         });
     }
-    out
+    (out, in_flight)
 }
 
 /// Decides which objects to read; reports what is missing or of the wrong size.

@@ -365,6 +365,7 @@ mod tests {
         LakeObject {
             path: path.into(),
             size,
+            last_modified: chrono::Utc::now(),
         }
     }
 
