@@ -341,8 +341,10 @@ impl Lake {
     }
 
     /// Writes and removes a probe object, to tell at start whether the lake is usable.
+    /// It sits at the lake's root: a folder for it would stay behind, empty, on the
+    /// local filesystem and on ADLS Gen2 (whose directories are real).
     pub async fn probe_writable(&self) -> Result<(), LakeError> {
-        let rel = format!("_hub2lake/probe-{}-{}", std::process::id(), fastrand::u64(..));
+        let rel = format!("{PROBE_PREFIX}{}-{}", std::process::id(), fastrand::u64(..));
         let attrs = ObjectAttributes {
             content_type: "text/plain",
             ..ObjectAttributes::default()
@@ -351,6 +353,10 @@ impl Lake {
         self.delete(&rel).await
     }
 }
+
+/// Name prefix of the start-up probe object (and of the lake's own internal names:
+/// readers and `hub2lake ls` skip paths starting with `_hub2lake`).
+pub const PROBE_PREFIX: &str = "_hub2lake-probe-";
 
 /// Lowercase hex SHA-256, used for checksums and for names that must stay distinct.
 pub fn digest_hex(bytes: &[u8]) -> String {
@@ -364,6 +370,18 @@ mod tests {
 
     fn lake() -> Lake {
         Lake::from_store(Arc::new(InMemory::new()), "base/dir", true, "memory".into())
+    }
+
+    #[tokio::test]
+    async fn the_start_up_probe_leaves_nothing_behind_in_a_local_lake() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(&crate::config::Settings::local(dir.path())).unwrap();
+        lake.probe_writable().await.unwrap();
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 
     #[test]

@@ -402,7 +402,9 @@ fn classify(path: &str) -> Listed {
         } else {
             Listed::Foreign
         }
-    } else if path.starts_with("_hub2lake/") {
+    } else if path.starts_with("_hub2lake") {
+        // The start-up probe (`_hub2lake-probe-…`, `_hub2lake/probe-…` before), left
+        // behind only if the handler died between writing and deleting it.
         Listed::Internal
     } else if path.starts_with(&format!("{DEADLETTER_DIR}/")) {
         Listed::DeadLetter
@@ -872,6 +874,7 @@ mod tests {
             Listed::DeadLetter
         ));
         assert!(matches!(classify("_hub2lake/probe-1"), Listed::Internal));
+        assert!(matches!(classify("_hub2lake-probe-1-2"), Listed::Internal));
         assert!(matches!(classify("notes.txt"), Listed::Foreign));
         assert_eq!(
             deadletter_hour("_deadletter/2025/01/15/10/0-1-2.jsonl"),
