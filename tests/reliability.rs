@@ -991,24 +991,48 @@ fn failing_ingestor_on(parent: &Path) -> (Ingestor, Faults, LakeView) {
     )
 }
 
-/// Delivers `range` of `events`; with `fail_receipt` the receipt (the third put: one
-/// object per route first) fails after the objects are written.
-async fn deliver(
-    ingestor: &Ingestor,
-    faults: &Faults,
-    expect: &mut Expect,
-    events: &Events,
-    range: std::ops::Range<usize>,
-    fail_receipt: bool,
-) {
-    if fail_receipt {
-        faults.arm(2, FailMode::Before);
+/// One partition of 150 events in one hour, delivered into a lake whose receipt
+/// write can be made to fail, with what the host saw.
+struct ReceiptFailures {
+    _parent: tempfile::TempDir,
+    ingestor: Ingestor,
+    faults: Faults,
+    view: LakeView,
+    expect: Expect,
+    events: Events,
+}
+
+impl ReceiptFailures {
+    fn new() -> Self {
+        let parent = tempfile::tempdir().unwrap();
+        let (ingestor, faults, view) = failing_ingestor_on(parent.path());
+        let t0 = Utc::now().duration_trunc(TimeDelta::hours(1)).unwrap() - TimeDelta::hours(30);
+        Self {
+            _parent: parent,
+            ingestor,
+            faults,
+            view,
+            expect: Expect::new(NS, HUB, CG),
+            events: plan_events(0, 150, 1, None, t0),
+        }
     }
-    let result = ingestor.ingest(batch_of(0, &events[range.clone()])).await;
-    faults.disarm();
-    assert_eq!(result.is_err(), fail_receipt, "{result:?}");
-    let status = if fail_receipt { 500 } else { 200 };
-    expect.delivery("0", &pairs(events, range), Some(status));
+
+    /// Delivers `range`; with `fail_receipt` the receipt (the third put: one object
+    /// per route first) fails after the objects are written.
+    async fn deliver(&mut self, range: std::ops::Range<usize>, fail_receipt: bool) {
+        if fail_receipt {
+            self.faults.arm(2, FailMode::Before);
+        }
+        let result = self.ingestor.ingest(batch_of(0, &self.events[range.clone()])).await;
+        self.faults.disarm();
+        assert_eq!(result.is_err(), fail_receipt, "{result:?}");
+        let status = if fail_receipt { 500 } else { 200 };
+        self.expect.delivery("0", &pairs(&self.events, range), Some(status));
+    }
+
+    async fn check(&self) -> checker::Outcome {
+        checker::check(&self.view, &self.expect, far_future()).await
+    }
 }
 
 /// The host gave up on 50..99 after its objects were written (finite retries): the
@@ -1018,16 +1042,12 @@ async fn deliver(
 /// seal removes.
 #[tokio::test]
 async fn objects_holding_events_no_receipt_covers_stay_reported_until_a_replay_covers_them() {
-    let parent = tempfile::tempdir().unwrap();
-    let (ingestor, faults, view) = failing_ingestor_on(parent.path());
-    let mut expect = Expect::new(NS, HUB, CG);
-    let t0 = Utc::now().duration_trunc(TimeDelta::hours(1)).unwrap() - TimeDelta::hours(30);
-    let events = plan_events(0, 150, 1, None, t0);
-    deliver(&ingestor, &faults, &mut expect, &events, 0..50, false).await;
-    deliver(&ingestor, &faults, &mut expect, &events, 50..100, true).await;
-    deliver(&ingestor, &faults, &mut expect, &events, 100..150, false).await;
+    let mut lake = ReceiptFailures::new();
+    lake.deliver(0..50, false).await;
+    lake.deliver(50..100, true).await;
+    lake.deliver(100..150, false).await;
 
-    let out = checker::check(&view, &expect, far_future()).await;
+    let out = lake.check().await;
     assert_eq!(
         (out.orphans, out.gap_ranges, out.gap_events),
         (2, 1, 50),
@@ -1043,7 +1063,7 @@ async fn objects_holding_events_no_receipt_covers_stay_reported_until_a_replay_c
         "{:#?}",
         out.seal_warnings
     );
-    for m in manifests(&view.lake).await {
+    for m in manifests(&lake.view.lake).await {
         assert_eq!(m.unreceipted.len(), 1, "{m:?}");
         let u = &m.unreceipted[0];
         let runs: Vec<(i64, i64)> = u
@@ -1057,15 +1077,15 @@ async fn objects_holding_events_no_receipt_covers_stay_reported_until_a_replay_c
     }
 
     // The operator replays the gap (other boundaries): the objects are copies now.
-    deliver(&ingestor, &faults, &mut expect, &events, 40..110, false).await;
-    let out = checker::check(&view, &expect, far_future()).await;
+    lake.deliver(40..110, false).await;
+    let out = lake.check().await;
     assert_eq!(
         (out.orphans, out.copies_removed, out.gap_ranges),
         (0, 2, 0),
         "{:?}",
         out.notes
     );
-    for m in manifests(&view.lake).await {
+    for m in manifests(&lake.view.lake).await {
         assert!(
             m.complete && m.unreceipted.is_empty() && m.removed_copies.len() == 1,
             "{m:?}"
@@ -1079,14 +1099,10 @@ async fn objects_holding_events_no_receipt_covers_stay_reported_until_a_replay_c
 /// the handler answers 2xx — and seals them with their receipt.
 #[tokio::test]
 async fn objects_of_a_delivery_in_flight_are_kept_and_sealed_with_its_receipt() {
-    let parent = tempfile::tempdir().unwrap();
-    let (ingestor, faults, view) = failing_ingestor_on(parent.path());
-    let mut expect = Expect::new(NS, HUB, CG);
-    let t0 = Utc::now().duration_trunc(TimeDelta::hours(1)).unwrap() - TimeDelta::hours(30);
-    let events = plan_events(0, 150, 1, None, t0);
-    deliver(&ingestor, &faults, &mut expect, &events, 0..100, false).await;
-    deliver(&ingestor, &faults, &mut expect, &events, 100..150, true).await;
-    let report = seal_now(&view).await;
+    let mut lake = ReceiptFailures::new();
+    lake.deliver(0..100, false).await;
+    lake.deliver(100..150, true).await;
+    let report = seal_now(&lake.view).await;
     assert_eq!(
         (report.units_sealed, report.unreceipted_left, report.copies_removed),
         (2, 2, 0),
@@ -1094,7 +1110,7 @@ async fn objects_of_a_delivery_in_flight_are_kept_and_sealed_with_its_receipt() 
         report.message
     );
     // A second run reads the manifests (something is in the folders) but changes nothing.
-    let again = seal_now(&view).await;
+    let again = seal_now(&lake.view).await;
     assert_eq!(
         (
             again.units_already_sealed,
@@ -1106,10 +1122,10 @@ async fn objects_of_a_delivery_in_flight_are_kept_and_sealed_with_its_receipt() 
         again.message
     );
 
-    deliver(&ingestor, &faults, &mut expect, &events, 100..150, false).await;
-    let out = checker::check(&view, &expect, far_future()).await;
+    lake.deliver(100..150, false).await;
+    let out = lake.check().await;
     assert_eq!(out.orphans, 0, "{:?}", out.notes);
-    for m in manifests(&view.lake).await {
+    for m in manifests(&lake.view.lake).await {
         assert_eq!(m.generation, 2, "re-sealed with the late receipt");
         assert!(m.unreceipted.is_empty() && m.removed_copies.is_empty(), "{m:?}");
     }
@@ -1119,30 +1135,26 @@ async fn objects_of_a_delivery_in_flight_are_kept_and_sealed_with_its_receipt() 
 /// the only copy of its events): the next run notices and updates the manifest.
 #[tokio::test]
 async fn an_object_without_receipt_taken_away_leaves_the_manifest() {
-    let parent = tempfile::tempdir().unwrap();
-    let (ingestor, faults, view) = failing_ingestor_on(parent.path());
-    let mut expect = Expect::new(NS, HUB, CG);
-    let t0 = Utc::now().duration_trunc(TimeDelta::hours(1)).unwrap() - TimeDelta::hours(30);
-    let events = plan_events(0, 150, 1, None, t0);
-    deliver(&ingestor, &faults, &mut expect, &events, 0..100, false).await;
-    deliver(&ingestor, &faults, &mut expect, &events, 100..150, true).await;
-    assert_eq!(seal_now(&view).await.unreceipted_left, 2);
-    for m in manifests(&view.lake).await {
+    let mut lake = ReceiptFailures::new();
+    lake.deliver(0..100, false).await;
+    lake.deliver(100..150, true).await;
+    assert_eq!(seal_now(&lake.view).await.unreceipted_left, 2);
+    for m in manifests(&lake.view.lake).await {
         for u in &m.unreceipted {
-            view.lake.delete(&u.path).await.unwrap();
+            lake.view.lake.delete(&u.path).await.unwrap();
         }
     }
-    let report = seal_now(&view).await;
+    let report = seal_now(&lake.view).await;
     assert_eq!(
         (report.manifests_updated, report.unreceipted_left),
         (2, 0),
         "{}",
         report.message
     );
-    for m in manifests(&view.lake).await {
+    for m in manifests(&lake.view.lake).await {
         assert!(m.unreceipted.is_empty() && m.revision == 1, "{m:?}");
     }
-    let out = checker::check(&view, &expect, far_future()).await;
+    let out = lake.check().await;
     assert_eq!(out.orphans, 0, "{:?}", out.notes);
 }
 
