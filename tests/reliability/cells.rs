@@ -1331,7 +1331,7 @@ async fn sigterm(ctx: Arc<Ctx>, seed: u64) -> Outcome {
                 .send()
                 .await
                 .map(|r| r.status().as_u16())
-                .map_err(|e| super::handler::chain(&e))
+                .map_err(|e| hub2lake::telemetry::error_chain(&e))
         });
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         d.h.sigterm();

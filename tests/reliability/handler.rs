@@ -147,7 +147,7 @@ impl HandlerProc {
             .body(body)
             .send()
             .await
-            .map_err(|e| chain(&e))?;
+            .map_err(|e| hub2lake::telemetry::error_chain(&e))?;
         let status = resp.status().as_u16();
         Ok((status, resp.text().await.unwrap_or_default()))
     }
@@ -175,17 +175,6 @@ impl Drop for HandlerProc {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// The host-shaped request of one batch.

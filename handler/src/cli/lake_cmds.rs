@@ -20,6 +20,7 @@ use crate::ops::range::HourRange;
 use crate::ops::replay::{self, DryRunSink, FileSink, PartitionMode, ReplayOptions, SinkError};
 use crate::ops::verify::{self, VerifyOptions};
 use crate::ops::{exit, ls, open_lake, OpsError};
+use crate::telemetry::error_chain;
 
 const EXIT_CODES: &str = "Exit codes:\n  \
     0  success (verify: no problems; warnings are printed but do not fail it)\n  \
@@ -295,20 +296,6 @@ pub fn run(cmd: LakeCommand) -> anyhow::Result<ExitCode> {
             ExitCode::from(e.exit_code())
         }
     })
-}
-
-fn error_chain(e: &OpsError) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }
 
 fn init_logging() {

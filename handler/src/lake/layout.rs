@@ -274,8 +274,17 @@ pub fn deadletter_path(hour: DateTime<Utc>, partition: &str, first: i64, last: i
     )
 }
 
+/// Prefix of the handler's own internal objects (the start-up probe).
+pub const INTERNAL_PREFIX: &str = "_hub2lake";
+
+/// Whether a path is one of the handler's internal objects, which readers, listings
+/// and checks skip (`_hub2lake-probe-…`; `_hub2lake/probe-…` before it moved).
+pub fn is_internal(path: &str) -> bool {
+    path.starts_with(INTERNAL_PREFIX)
+}
+
 /// Names the lake uses for itself; event-derived segments never take them.
-const RESERVED_NAMES: &[&str] = &[RECEIPTS_DIR, DEADLETTER_DIR, MANIFEST_NAME, "_hub2lake"];
+const RESERVED_NAMES: &[&str] = &[RECEIPTS_DIR, DEADLETTER_DIR, MANIFEST_NAME, INTERNAL_PREFIX];
 
 pub const RECEIPTS_DIR: &str = "_receipts";
 pub const DEADLETTER_DIR: &str = "_deadletter";

@@ -344,7 +344,12 @@ impl Lake {
     /// It sits at the lake's root: a folder for it would stay behind, empty, on the
     /// local filesystem and on ADLS Gen2 (whose directories are real).
     pub async fn probe_writable(&self) -> Result<(), LakeError> {
-        let rel = format!("{PROBE_PREFIX}{}-{}", std::process::id(), fastrand::u64(..));
+        let rel = format!(
+            "{}-probe-{}-{}",
+            layout::INTERNAL_PREFIX,
+            std::process::id(),
+            fastrand::u64(..)
+        );
         let attrs = ObjectAttributes {
             content_type: "text/plain",
             ..ObjectAttributes::default()
@@ -353,10 +358,6 @@ impl Lake {
         self.delete(&rel).await
     }
 }
-
-/// Name prefix of the start-up probe object (and of the lake's own internal names:
-/// readers and `hub2lake ls` skip paths starting with `_hub2lake`).
-pub const PROBE_PREFIX: &str = "_hub2lake-probe-";
 
 /// Lowercase hex SHA-256, used for checksums and for names that must stay distinct.
 pub fn digest_hex(bytes: &[u8]) -> String {

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::range::{hour_of, HourRange};
 use super::OpsError;
-use crate::lake::layout::{DEADLETTER_DIR, MANIFEST_NAME, RECEIPTS_DIR};
+use crate::lake::layout::{is_internal, DEADLETTER_DIR, MANIFEST_NAME, RECEIPTS_DIR};
 use crate::lake::receipt::{ObjectKind, Receipt, ReceiptObject};
 use crate::lake::{Lake, LakeError};
 pub use crate::seal::completeness::PartitionKey;
@@ -373,15 +373,6 @@ pub struct Inventory {
     pub last_modified: HashMap<String, DateTime<Utc>>,
 }
 
-impl Inventory {
-    /// How long before the listing an object was last written (zero if it is newer
-    /// or unknown).
-    pub fn age(&self, path: &str) -> Option<chrono::TimeDelta> {
-        let (at, modified) = (self.listed_at?, self.last_modified.get(path)?);
-        Some((at - *modified).max(chrono::TimeDelta::zero()))
-    }
-}
-
 /// What kind of object a listed path is.
 enum Listed {
     Receipt,
@@ -402,9 +393,9 @@ fn classify(path: &str) -> Listed {
         } else {
             Listed::Foreign
         }
-    } else if path.starts_with("_hub2lake") {
-        // The start-up probe (`_hub2lake-probe-…`, `_hub2lake/probe-…` before), left
-        // behind only if the handler died between writing and deleting it.
+    } else if is_internal(path) {
+        // The start-up probe, left behind only if the handler died between writing
+        // and deleting it.
         Listed::Internal
     } else if path.starts_with(&format!("{DEADLETTER_DIR}/")) {
         Listed::DeadLetter
@@ -475,6 +466,13 @@ impl Inventory {
         }
         inv.find_gaps();
         Ok(inv)
+    }
+
+    /// How long before the listing a data object was last written (zero if it is
+    /// newer); `None` for paths not listed as data.
+    pub fn age(&self, path: &str) -> Option<chrono::TimeDelta> {
+        let (at, modified) = (self.listed_at?, self.last_modified.get(path)?);
+        Some((at - *modified).max(chrono::TimeDelta::zero()))
     }
 
     fn unit_mut(&mut self, key: UnitKey, dir: &str) -> &mut Unit {

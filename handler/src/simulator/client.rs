@@ -12,6 +12,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
+use crate::telemetry::error_chain;
+
 /// The host version the simulator claims to be (headers and `User-Agent`).
 pub const HOST_VERSION: &str = "4.1040.300.0";
 
@@ -102,13 +104,13 @@ where
             let resp = sender
                 .send_request(req)
                 .await
-                .map_err(|e| CallError::Dropped(chain(&e)))?;
+                .map_err(|e| CallError::Dropped(error_chain(&e)))?;
             let status = resp.status().as_u16();
             let body = resp
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| CallError::Dropped(chain(&e)))?
+                .map_err(|e| CallError::Dropped(error_chain(&e)))?
                 .to_bytes();
             Ok(Answer { status, body })
         };
@@ -119,7 +121,7 @@ where
         tokio::select! {
             answer = &mut exchange => answer,
             ended = &mut conn => match ended {
-                Err(e) => Err(CallError::Dropped(chain(&e))),
+                Err(e) => Err(CallError::Dropped(error_chain(&e))),
                 Ok(()) => exchange.await,
             },
         }
@@ -127,15 +129,4 @@ where
     tokio::time::timeout(timeout, call)
         .await
         .unwrap_or(Err(CallError::TimedOut))
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

@@ -64,7 +64,7 @@ impl LakeSummary {
         let mut dirs: BTreeMap<String, DirSummary> = BTreeMap::new();
         for o in objects {
             let (dir, name) = o.path.rsplit_once('/').unwrap_or(("", o.path.as_str()));
-            if name.starts_with('.') || o.path.starts_with("_hub2lake") {
+            if name.starts_with('.') || crate::lake::layout::is_internal(&o.path) {
                 continue;
             }
             s.objects += 1;
