@@ -259,6 +259,11 @@ fn az_env(base_url: &str, container: &str) -> Vec<(String, String)> {
     vars
 }
 
+/// Handler settings for a local-filesystem lake at `root`.
+fn local_env(root: &Path) -> Vec<(String, String)> {
+    vec![("HUB2LAKE_LAKE_URL".into(), format!("file://{}", root.display()))]
+}
+
 fn storage_env(retries: u32, budget_secs: u32, timeout_secs: u32) -> Vec<(String, String)> {
     vec![
         ("HUB2LAKE_STORAGE_MAX_RETRIES".into(), retries.to_string()),
@@ -598,10 +603,7 @@ async fn handler_sigkill(ctx: Arc<Ctx>, seed: u64) -> Outcome {
     let parent = tempfile::tempdir().unwrap();
     let view = LakeView::local(parent.path());
     let mut sim = Sim::new(600, 3, 50, seed);
-    sim.env = vec![(
-        "HUB2LAKE_LAKE_URL".into(),
-        format!("file://{}", parent.path().join("lake").display()),
-    )];
+    sim.env = local_env(&parent.path().join("lake"));
     sim.faults = FaultPlan::new()
         .kill_during(0, 1, Duration::ZERO)
         .kill_during(1, 2, Duration::from_millis(3))
@@ -654,7 +656,7 @@ async fn outage_finite_retry(ctx: Arc<Ctx>, seed: u64) -> Outcome {
     let mut sim = Sim::new(600, 2, 50, seed);
     sim.start = start;
     sim.retry = Some(RetryPolicy::fixed(1, Duration::from_secs(1)));
-    sim.env = vec![("HUB2LAKE_LAKE_URL".into(), format!("file://{}", root.display()))];
+    sim.env = local_env(&root);
     let unblock = blocker.clone();
     sim.faults = FaultPlan::new().after_failures(5, move |_| std::fs::remove_file(&unblock).unwrap());
     let (summary, expect) = sim.run(parent.path(), &log).await;
@@ -672,10 +674,7 @@ async fn partitions_16(ctx: Arc<Ctx>, seed: u64) -> Outcome {
     let parent = tempfile::tempdir().unwrap();
     let view = LakeView::local(parent.path());
     let mut sim = Sim::new(2400, 16, 50, seed);
-    sim.env = vec![(
-        "HUB2LAKE_LAKE_URL".into(),
-        format!("file://{}", parent.path().join("lake").display()),
-    )];
+    sim.env = local_env(&parent.path().join("lake"));
     let (summary, expect) = sim.run(parent.path(), &log).await;
     assert_eq!(summary.events_acknowledged(), 2400);
     let mut out = finish(&view, &expect, &log, parent.path()).await;
