@@ -9,7 +9,8 @@ fn a_tiny_bench_run_reports_every_figure() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
     let out = Command::new(env!("CARGO_BIN_EXE_hub2lake"))
-        .args(["bench", "--handler", env!("CARGO_BIN_EXE_handler")])
+        .args(["bench", "--handler"])
+        .arg(hub2lake_testkit::handler_exe())
         .args([
             "--partitions",
             "2",

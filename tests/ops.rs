@@ -1,4 +1,4 @@
-//! The operator library (`hub2lake::ops`): ls, verify, get and replay against lakes made
+//! The operator library (`hub2lake_cli::ops`): ls, verify, get and replay against lakes made
 //! by ingesting host-shaped batches through the library, on the local filesystem and on
 //! Azurite.
 
@@ -10,19 +10,18 @@ use std::sync::Arc;
 
 use chrono::{DateTime, DurationRound, TimeDelta, TimeZone, Utc};
 use hub2lake::config::{EventEncoding, Settings};
+use hub2lake::eventhub::{EventSink, FileSink, FileSinkLine, OutEvent, SinkError, Target};
 use hub2lake::host::wire::{eventhub_request, WireDataType, WireEvent, WirePartition};
 use hub2lake::host::{EventHubBatch, Invocation, TimerInfo};
 use hub2lake::ingest::Ingestor;
 use hub2lake::lake::Lake;
-use hub2lake::ops::get::{GetOptions, MergeTarget};
-use hub2lake::ops::inventory::Inventory;
-use hub2lake::ops::merge::{DedupBy, SortOptions};
-use hub2lake::ops::range::HourRange;
-use hub2lake::ops::replay::{
-    self, EventSink, FileSink, FileSinkLine, OutEvent, PartitionMode, ReplayOptions, SinkError, Target,
-};
-use hub2lake::ops::verify::{Finding, RemovedCopyNamed, VerifyOptions, VerifyReport, Warning};
-use hub2lake::ops::{get, ls, verify, OpsError};
+use hub2lake_cli::ops::get::{GetOptions, MergeTarget};
+use hub2lake_cli::ops::inventory::Inventory;
+use hub2lake_cli::ops::merge::{DedupBy, SortOptions};
+use hub2lake_cli::ops::range::HourRange;
+use hub2lake_cli::ops::replay::{self, PartitionMode, ReplayOptions};
+use hub2lake_cli::ops::verify::{Finding, RemovedCopyNamed, VerifyOptions, VerifyReport, Warning};
+use hub2lake_cli::ops::{get, ls, verify, OpsError};
 use serde_json::{json, Value};
 
 /// A fixed hour long past: events are placed by their enqueued time.

@@ -8,14 +8,11 @@ use std::process::Command;
 fn package_builds_the_app_folder_and_a_zip_that_keeps_the_exec_bit() {
     let out = tempfile::tempdir().unwrap();
     let status = Command::new(env!("CARGO_BIN_EXE_hub2lake"))
-        .args([
-            "package",
-            "--source",
-            env!("CARGO_MANIFEST_DIR"),
-            "--handler",
-            env!("CARGO_BIN_EXE_handler"),
-            "--out",
-        ])
+        .args(["package", "--source"])
+        .arg(workspace_root())
+        .arg("--handler")
+        .arg(hub2lake_testkit::handler_exe())
+        .arg("--out")
         .arg(out.path())
         .output()
         .unwrap();
@@ -41,21 +38,16 @@ fn package_builds_the_app_folder_and_a_zip_that_keeps_the_exec_bit() {
     assert_eq!(handler.unix_mode().unwrap() & 0o755, 0o755);
     let mut bytes = Vec::new();
     handler.read_to_end(&mut bytes).unwrap();
-    assert_eq!(bytes, std::fs::read(env!("CARGO_BIN_EXE_handler")).unwrap());
+    assert_eq!(bytes, std::fs::read(hub2lake_testkit::handler_exe()).unwrap());
 }
 
 #[test]
 fn package_without_a_built_handler_says_how_to_build_it() {
     let out = tempfile::tempdir().unwrap();
     let result = Command::new(env!("CARGO_BIN_EXE_hub2lake"))
-        .args([
-            "package",
-            "--source",
-            env!("CARGO_MANIFEST_DIR"),
-            "--handler",
-            "/nonexistent/handler",
-            "--out",
-        ])
+        .args(["package", "--source"])
+        .arg(workspace_root())
+        .args(["--handler", "/nonexistent/handler", "--out"])
         .arg(out.path())
         .output()
         .unwrap();
@@ -65,7 +57,7 @@ fn package_without_a_built_handler_says_how_to_build_it() {
 
 #[test]
 fn ingest_function_has_a_retry_policy_so_failed_batches_are_redelivered() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/functions/ingest/function.json")).unwrap();
+    let text = std::fs::read_to_string(workspace_root().join("functions/ingest/function.json")).unwrap();
     let f: serde_json::Value = serde_json::from_str(&text).unwrap();
     let binding = &f["bindings"][0];
     assert_eq!(binding["type"], "eventHubTrigger");
@@ -76,4 +68,12 @@ fn ingest_function_has_a_retry_policy_so_failed_batches_are_redelivered() {
         "without a retry policy the host checkpoints past failed batches"
     );
     assert_eq!(f["retry"]["maxRetryCount"], -1);
+}
+
+/// The repository root, which holds host.json and functions/.
+fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("cli/ sits in the workspace root")
+        .to_path_buf()
 }

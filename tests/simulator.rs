@@ -1,4 +1,4 @@
-//! The real `handler` binary driven by the host simulator (`hub2lake::simulator`) into a
+//! The real `handler` binary driven by the host simulator (`hub2lake_cli::simulator`) into a
 //! local lake: completeness, crashes, storage failures with and without a retry policy,
 //! the seal timer, and the `simulate` / `demo` commands.
 
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use hub2lake::lake::receipt::Receipt;
-use hub2lake::simulator::{
+use hub2lake_cli::simulator::{
     self, AppFiles, ChangeStreamConfig, EventSource, FaultPlan, RetryPolicy, SealPlan, SimulationSummary,
     SimulatorConfig,
 };
@@ -23,7 +23,7 @@ fn start() -> DateTime<Utc> {
 
 /// A hermetic run: the real handler, a local lake, fixed events, fast retries, no timer.
 fn config(lake: &Path, events: u64, partitions: u32) -> SimulatorConfig {
-    let mut c = SimulatorConfig::new(env!("CARGO_BIN_EXE_handler"), format!("file://{}", lake.display()));
+    let mut c = SimulatorConfig::new(hub2lake_testkit::handler_exe(), format!("file://{}", lake.display()));
     c.inherit_env = false;
     c.settings.insert("RUST_LOG".into(), "warn".into());
     c.settings.insert("EVENTHUB_NAME".into(), "mongo-changes".into());

@@ -1,21 +1,20 @@
 //! hub2lake: an Azure Functions custom handler that lands Event Hubs batches as
 //! hourly-partitioned JSON Lines in ADLS Gen2 (or a local-filesystem lake).
 //!
-//! Modules follow the data flow: [`host`] decodes what the Functions host sends,
-//! [`ingest`] turns events into records and routes them, [`lake`] names, encodes and
-//! writes objects, [`seal`] proves hours complete. [`server`] is only transport.
+//! Modules follow the data flow: [`config`] reads the settings once, [`host`] decodes
+//! what the Functions host sends, [`ingest`] turns events into records and routes
+//! them, [`lake`] names, encodes and writes objects, [`seal`] proves hours complete.
+//! [`server`] is only transport; [`telemetry`] and [`memory`] set up the process.
+//! [`eventhub`] sends events to an Event Hub (the producer the operator tools share).
 
-pub mod benchmark;
-pub mod cli;
 pub mod config;
+pub mod eventhub;
 pub mod host;
 pub mod ingest;
 pub mod lake;
 pub mod memory;
-pub mod ops;
 pub mod seal;
 pub mod server;
-pub mod simulator;
 pub mod telemetry;
 
 /// The version written into object metadata, receipts and `/healthz`.

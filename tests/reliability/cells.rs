@@ -13,8 +13,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use hub2lake::host::wire::{WireDataType, WireEvent, WirePartition};
-use hub2lake::simulator::events::Hub;
-use hub2lake::simulator::{
+use hub2lake_cli::simulator::events::Hub;
+use hub2lake_cli::simulator::{
     self, ChangeStreamConfig, EventHubIdentity, EventSource, FaultPlan, InvocationRecord, Observer,
     Outcome as SimOutcome, RetryPolicy, SimulationSummary, SimulatorConfig,
 };
@@ -312,7 +312,7 @@ impl Sim {
             event_size: 300,
             seed: self.seed,
         });
-        let mut c = SimulatorConfig::new(env!("CARGO_BIN_EXE_handler"), "file:///unset");
+        let mut c = SimulatorConfig::new(hub2lake_testkit::handler_exe(), "file:///unset");
         c.settings.clear();
         c.settings.extend(self.env.iter().cloned());
         c.settings.insert("RUST_LOG".into(), "info".into());

@@ -53,7 +53,7 @@ impl HandlerProc {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_handler"));
+        let mut cmd = Command::new(hub2lake_testkit::handler_exe());
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("FUNCTIONS_CUSTOMHANDLER_PORT", self.port.to_string())

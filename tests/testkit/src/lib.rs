@@ -150,3 +150,33 @@ impl std::error::Error for Error {}
 
 /// Result of the Azurite helpers.
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// A free TCP port on 127.0.0.1 (bound, then released: good enough for tests that
+/// start a server on it at once).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on 127.0.0.1")
+}
+
+/// The workspace's `handler` binary, built by the same `cargo test` run.
+///
+/// Integration tests run from `target/<profile>/deps/`; cargo puts the binaries of
+/// every package under test one folder up. Tests of the operator package (which do
+/// not own the `handler` target, so have no `CARGO_BIN_EXE_handler`) find it there:
+/// `cargo test --workspace` builds it with the handler package's own tests.
+pub fn handler_exe() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test executable under target/<profile>/deps");
+    let handler = profile_dir.join(format!("handler{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        handler.is_file(),
+        "{} is missing: run the tests with `cargo test --workspace` (or `cargo build -p hub2lake-handler` first)",
+        handler.display()
+    );
+    handler
+}

@@ -6,7 +6,6 @@
 //! so it is safe to run against a live lake while the handler and the seal timer work.
 //! The `hub2lake ls | verify | get | replay` commands are thin over these functions.
 
-pub mod eventhub;
 pub mod get;
 pub mod inventory;
 pub mod ls;
@@ -18,8 +17,8 @@ pub mod verify;
 
 use std::path::PathBuf;
 
-use crate::config::{ConfigError, LakeLocation, Settings};
-use crate::lake::{Lake, LakeError};
+use hub2lake::config::{ConfigError, LakeLocation, Settings};
+use hub2lake::lake::{Lake, LakeError};
 
 /// Why an operator command could not do its work.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +47,7 @@ pub enum OpsError {
     Corrupt { path: String, reason: String },
     /// Sending to the destination failed.
     #[error(transparent)]
-    Sink(#[from] replay::SinkError),
+    Sink(#[from] hub2lake::eventhub::SinkError),
     /// A bug or a crashed worker task.
     #[error("internal error: {0}")]
     Internal(String),

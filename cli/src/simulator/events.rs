@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde_json::json;
 
-use crate::host::wire::WireEvent;
+use hub2lake::host::wire::WireEvent;
 
 /// Generated MongoDB change-stream events.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use hub2lake::host::wire::{eventhub_request, WireDataType, WireEvent, WirePartit
 use hub2lake::host::{EventHubBatch, Invocation};
 use hub2lake::ingest::prepare_batch;
 use hub2lake::lake::layout::{PathTemplate, PathValues};
-use hub2lake::simulator::{ChangeStreamConfig, EventSource, Hub};
+use hub2lake_cli::simulator::{ChangeStreamConfig, EventSource, Hub};
 use serde_json::json;
 
 /// A ~1 KB MongoDB change event (insert or update, relaxed Extended JSON).

@@ -18,7 +18,7 @@ use super::inventory::Inventory;
 use super::merge::{self, DedupBy, MergeReport, SortOptions, Sorter};
 use super::range::HourRange;
 use super::{blocking, OpsError};
-use crate::lake::Lake;
+use hub2lake::lake::Lake;
 
 /// What to download.
 #[derive(Debug, Clone)]

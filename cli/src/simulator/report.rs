@@ -1,4 +1,4 @@
-//! The end of a run: what the lake holds (by listing it through [`crate::lake::Lake`])
+//! The end of a run: what the lake holds (by listing it through [`hub2lake::lake::Lake`])
 //! and the human-readable summary.
 
 use std::collections::BTreeMap;
@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use indicatif::HumanBytes;
 use serde::Serialize;
 
-use crate::lake::layout::{DEADLETTER_DIR, MANIFEST_NAME, RECEIPTS_DIR};
-use crate::lake::LakeObject;
+use hub2lake::lake::layout::{DEADLETTER_DIR, MANIFEST_NAME, RECEIPTS_DIR};
+use hub2lake::lake::LakeObject;
 
 use super::{Outcome, SimulationSummary};
 
@@ -64,7 +64,7 @@ impl LakeSummary {
         let mut dirs: BTreeMap<String, DirSummary> = BTreeMap::new();
         for o in objects {
             let (dir, name) = o.path.rsplit_once('/').unwrap_or(("", o.path.as_str()));
-            if name.starts_with('.') || crate::lake::layout::is_internal(&o.path) {
+            if name.starts_with('.') || hub2lake::lake::layout::is_internal(&o.path) {
                 continue;
             }
             s.objects += 1;

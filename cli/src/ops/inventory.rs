@@ -7,8 +7,8 @@
 //! own (missing fields default), so an operator can still look at a lake written by an
 //! older or newer handler; the pieces that are the same for both — receipts, sequence
 //! lines, the tiling of receipts into gaps and overlaps, and the manifest's entry types
-//! — are the seal's own ([`crate::seal::completeness`], [`crate::seal::plan`],
-//! [`crate::seal::manifest`]), so `ls` and `verify` judge a lake exactly as the seal does.
+//! — are the seal's own ([`hub2lake::seal::completeness`], [`hub2lake::seal::plan`],
+//! [`hub2lake::seal::manifest`]), so `ls` and `verify` judge a lake exactly as the seal does.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -18,14 +18,14 @@ use serde::{Deserialize, Serialize};
 
 use super::range::{hour_of, HourRange};
 use super::OpsError;
-use crate::lake::layout::{is_internal, DEADLETTER_DIR, MANIFEST_NAME, RECEIPTS_DIR};
-use crate::lake::receipt::{ObjectKind, Receipt, ReceiptObject};
-use crate::lake::{Lake, LakeError};
-pub use crate::seal::completeness::PartitionKey;
-use crate::seal::completeness::{self, SeqRange, Span};
-use crate::seal::manifest::RECHECK_NAME;
-pub use crate::seal::manifest::{PartitionSummary, RemovedCopy, UnreceiptedObject};
-pub use crate::seal::plan::LoadedReceipt;
+use hub2lake::lake::layout::{is_internal, DEADLETTER_DIR, MANIFEST_NAME, RECEIPTS_DIR};
+use hub2lake::lake::receipt::{ObjectKind, Receipt, ReceiptObject};
+use hub2lake::lake::{Lake, LakeError};
+pub use hub2lake::seal::completeness::PartitionKey;
+use hub2lake::seal::completeness::{self, SeqRange, Span};
+use hub2lake::seal::manifest::RECHECK_NAME;
+pub use hub2lake::seal::manifest::{PartitionSummary, RemovedCopy, UnreceiptedObject};
+pub use hub2lake::seal::plan::LoadedReceipt;
 
 /// One (hour, database, collection): a folder of the lake, sealed as one.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -847,7 +847,7 @@ mod tests {
 
     #[test]
     fn folders_are_placed_by_the_template() {
-        let m = DirMatcher::new(crate::config::DEFAULT_TEMPLATE);
+        let m = DirMatcher::new(hub2lake::config::DEFAULT_TEMPLATE);
         let key = m.unit_of("shop/orders/2025/01/15/10").unwrap();
         assert_eq!(key.hour, Utc.with_ymd_and_hms(2025, 1, 15, 10, 0, 0).unwrap());
         assert_eq!((key.database.as_str(), key.collection.as_str()), ("shop", "orders"));

@@ -1,6 +1,7 @@
 //! The operator CLI (`hub2lake`): thin commands over the library.
 
 mod bench;
+mod credential_arg;
 pub mod demo;
 pub mod lake_cmds;
 mod package;
@@ -58,7 +59,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench::run(&args),
         Command::Lake(cmd) => lake_cmds::run(cmd),
         Command::Settings => {
-            for (name, default, meaning) in crate::config::SETTINGS_DOC {
+            for (name, default, meaning) in hub2lake::config::SETTINGS_DOC {
                 println!("{name}\n    default: {default}\n    {meaning}\n");
             }
             Ok(ExitCode::SUCCESS)

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = hub2lake::cli::Cli::parse();
-    match hub2lake::cli::run(cli) {
+    let cli = hub2lake_cli::commands::Cli::parse();
+    match hub2lake_cli::commands::run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("hub2lake: {e:#}");

@@ -11,7 +11,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinSet;
 
-use crate::host::wire::{eventhub_request, timer_request, WireDataType, WirePartition, WireRetry};
+use hub2lake::host::wire::{eventhub_request, timer_request, WireDataType, WirePartition, WireRetry};
 
 use super::app::{resolve_setting, RetryPolicy};
 use super::client::{self, CallError};
@@ -441,12 +441,12 @@ async fn list_lake(config: &SimulatorConfig) -> Result<LakeSummary, String> {
             .cloned()
             .or_else(|| inherit.then(|| std::env::var(k).ok()).flatten())
     };
-    let settings = crate::config::Settings::from_lookup(lookup).map_err(|e| e.to_string())?;
-    let lake = crate::lake::Lake::open(&settings).map_err(|e| e.to_string())?;
+    let settings = hub2lake::config::Settings::from_lookup(lookup).map_err(|e| e.to_string())?;
+    let lake = hub2lake::lake::Lake::open(&settings).map_err(|e| e.to_string())?;
     let objects = lake.list("").await.map_err(|e| e.to_string())?;
     let local_root = match &settings.lake {
-        crate::config::LakeLocation::Local { root } => Some(root.clone()),
-        crate::config::LakeLocation::Azure { .. } => None,
+        hub2lake::config::LakeLocation::Local { root } => Some(root.clone()),
+        hub2lake::config::LakeLocation::Azure { .. } => None,
     };
     Ok(LakeSummary::from_listing(
         settings.lake.to_string(),
@@ -765,7 +765,7 @@ async fn fire_seal(
     let logs = answer
         .as_ref()
         .ok()
-        .and_then(|a| serde_json::from_slice::<crate::host::InvocationResponse>(&a.body).ok())
+        .and_then(|a| serde_json::from_slice::<hub2lake::host::InvocationResponse>(&a.body).ok())
         .map(|r| r.logs)
         .unwrap_or_default();
     let (status, error) = match &outcome {

@@ -10,17 +10,18 @@ use chrono::Utc;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::config::Settings;
-use crate::lake::Lake;
-use crate::ops::eventhub::{self, ConnectionString, CredentialKind, Destination, EventHubSink};
+use super::credential_arg::CredentialArg;
 use crate::ops::get::{self, GetOptions, MergeTarget};
 use crate::ops::inventory::Inventory;
 use crate::ops::merge::{DedupBy, SortOptions};
 use crate::ops::range::HourRange;
-use crate::ops::replay::{self, DryRunSink, FileSink, PartitionMode, ReplayOptions, SinkError};
+use crate::ops::replay::{self, DryRunSink, PartitionMode, ReplayOptions};
 use crate::ops::verify::{self, VerifyOptions};
 use crate::ops::{exit, ls, open_lake, OpsError};
-use crate::telemetry::error_chain;
+use hub2lake::config::Settings;
+use hub2lake::eventhub::{self, ConnectionString, CredentialKind, Destination, EventHubSink, FileSink, SinkError};
+use hub2lake::lake::Lake;
+use hub2lake::telemetry::error_chain;
 
 const EXIT_CODES: &str = "Exit codes:\n  \
     0  success (verify: no problems; warnings are printed but do not fail it)\n  \
@@ -248,8 +249,8 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "NAME")]
     pub eventhub: Option<String>,
     /// Identity for --namespace.
-    #[arg(long, value_enum, default_value_t = CredentialKind::Auto)]
-    pub credential: CredentialKind,
+    #[arg(long, value_enum, default_value_t = CredentialArg(CredentialKind::Auto))]
+    pub credential: CredentialArg,
     /// AMQP over WebSockets (port 443) instead of AMQP (port 5671).
     #[arg(long)]
     pub websockets: bool,
@@ -428,7 +429,8 @@ async fn run_replay(args: ReplayArgs) -> Result<u8, OpsError> {
         replay::replay(&lake, &inv, &opts, &sink, &bar).await?
     } else {
         let d = destination.ok_or_else(|| OpsError::Usage("--to-eventhub needs a destination".into()))?;
-        let sink = EventHubSink::connect(&d, args.websockets, args.max_batch_bytes as u64, &env_lookup).await?;
+        let sink =
+            EventHubSink::connect(&d, args.websockets, args.max_batch_bytes as u64, "replay", &env_lookup).await?;
         let report = replay::replay(&lake, &inv, &opts, &sink, &bar).await;
         let closed = sink.close().await;
         let report = report?;
@@ -476,7 +478,7 @@ fn destination(args: &ReplayArgs) -> Result<Option<Destination>, OpsError> {
     Ok(Some(Destination::Identity {
         namespace: eventhub::qualify_namespace(ns)?,
         eventhub,
-        credential: args.credential,
+        credential: args.credential.0,
     }))
 }
 

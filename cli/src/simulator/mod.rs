@@ -5,7 +5,7 @@
 //!   contiguous sequence numbers and enqueued times spread over a time span.
 //! * Trigger: batches of up to `maxEventBatchSize` per partition, one batch in flight per
 //!   partition, partitions concurrently, each request in the host's exact shape
-//!   ([`crate::host::wire`]).
+//!   ([`hub2lake::host::wire`]).
 //! * Retries and checkpoints as the host does them: the function.json retry policy
 //!   re-invokes a failed batch (same events, `RetryContext.RetryCount` + 1); the
 //!   partition is checkpointed after the invocation returns, success or not, once the

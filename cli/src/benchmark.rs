@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::host::wire::{eventhub_request, WireDataType, WirePartition, WireRetry};
 use crate::simulator::client;
 use crate::simulator::{ChangeStreamConfig, EventSource, Hub};
+use hub2lake::host::wire::{eventhub_request, WireDataType, WirePartition, WireRetry};
 
 /// What to run.
 #[derive(Debug, Clone)]

@@ -1,6 +1,5 @@
-//! The Event Hubs destination of `replay`: connection strings, identities, and the
-//! sender built on the `azure_messaging_eventhubs` crate (AMQP, or AMQP over
-//! WebSockets on port 443).
+//! The Event Hubs producer: connection strings, identities, and the sender built on
+//! the `azure_messaging_eventhubs` crate (AMQP, or AMQP over WebSockets on port 443).
 //!
 //! Connection strings are parsed here first, so a malformed one gets a message naming
 //! the part that is wrong — without ever echoing a key.
@@ -12,7 +11,7 @@ use azure_messaging_eventhubs::models::{AmqpSimpleValue, AmqpTransport, EventDat
 use azure_messaging_eventhubs::{EventDataBatchOptions, ProducerClient};
 use serde_json::Value;
 
-use super::replay::{EventSink, OutEvent, SinkError, Target};
+use super::sink::{EventSink, OutEvent, SinkError, Target};
 
 /// Keys a connection string may carry (any case). Others are ignored, as the service's
 /// own clients do.
@@ -215,7 +214,7 @@ pub fn qualify_namespace(raw: &str) -> Result<String, SinkError> {
 }
 
 /// Which identity `--namespace` mode authenticates with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CredentialKind {
     /// Workload identity when AZURE_FEDERATED_TOKEN_FILE is set, a service principal
     /// when AZURE_CLIENT_SECRET is, managed identity inside Azure (IDENTITY_ENDPOINT or
@@ -233,6 +232,43 @@ pub enum CredentialKind {
 }
 
 impl CredentialKind {
+    /// Every kind, in the order `--help` lists them.
+    pub const ALL: [Self; 5] = [
+        Self::Auto,
+        Self::ManagedIdentity,
+        Self::WorkloadIdentity,
+        Self::ClientSecret,
+        Self::Developer,
+    ];
+
+    /// The name operators write (`--credential managed-identity`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::ManagedIdentity => "managed-identity",
+            Self::WorkloadIdentity => "workload-identity",
+            Self::ClientSecret => "client-secret",
+            Self::Developer => "developer",
+        }
+    }
+
+    /// One line on what the kind uses, for `--help`.
+    pub fn help(self) -> &'static str {
+        match self {
+            Self::Auto => {
+                "Workload identity when AZURE_FEDERATED_TOKEN_FILE is set, a service principal when \
+                 AZURE_CLIENT_SECRET is, managed identity inside Azure (IDENTITY_ENDPOINT or MSI_ENDPOINT), \
+                 else the Azure CLI / Azure Developer CLI login"
+            }
+            Self::ManagedIdentity => "Managed identity (AZURE_CLIENT_ID selects a user-assigned one)",
+            Self::WorkloadIdentity => {
+                "Workload identity (AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE)"
+            }
+            Self::ClientSecret => "Service principal (AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_CLIENT_SECRET)",
+            Self::Developer => "`az login` or `azd auth login`",
+        }
+    }
+
     /// What `Auto` becomes in this environment.
     pub fn resolve(self, env: &dyn Fn(&str) -> Option<String>) -> Self {
         let set = |k: &str| env(k).is_some_and(|v| !v.trim().is_empty());
@@ -319,11 +355,13 @@ pub struct EventHubSink {
 }
 
 impl EventHubSink {
-    /// Connects (AMQP on 5671, or AMQP over WebSockets on 443 with `websockets`).
+    /// Connects (AMQP on 5671, or AMQP over WebSockets on 443 with `websockets`);
+    /// `application` (`replay`, `bridge`, `logs`) names the client to the service.
     pub async fn connect(
         destination: &Destination,
         websockets: bool,
         max_batch_bytes: u64,
+        application: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, SinkError> {
         let transport = if websockets {
@@ -332,7 +370,7 @@ impl EventHubSink {
             AmqpTransport::Tcp
         };
         let builder = ProducerClient::builder()
-            .with_application_id(format!("hub2lake-replay/{}", env!("CARGO_PKG_VERSION")))
+            .with_application_id(format!("hub2lake-{application}/{}", env!("CARGO_PKG_VERSION")))
             .with_transport(transport);
         let description = destination.describe();
         let connect_err = |e: azure_messaging_eventhubs::EventHubsError| SinkError::Connect {

@@ -12,7 +12,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
-use crate::telemetry::error_chain;
+use hub2lake::telemetry::error_chain;
 
 /// The host version the simulator claims to be (headers and `User-Agent`).
 pub const HOST_VERSION: &str = "4.1040.300.0";

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::host::wire::WireDataType;
+use hub2lake::host::wire::WireDataType;
 
 use super::SimError;
 
@@ -501,7 +501,7 @@ mod tests {
 
     #[test]
     fn repository_folder_loads_like_the_host() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let app = AppFiles::load(root, None).unwrap();
         assert_eq!(app.ingest.name, "ingest");
         assert_eq!(app.seal.map(|s| s.name).as_deref(), Some("seal"));

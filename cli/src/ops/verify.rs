@@ -24,7 +24,7 @@ use super::inventory::{Gap, Inventory, PartitionSummary, Unit, UnreceiptedObject
 use super::range::{format_hour, HourRange};
 use super::scan::{self, ObjectScan, ScanError, SeqSet};
 use super::{blocking, OpsError};
-use crate::lake::{Lake, LakeError};
+use hub2lake::lake::{Lake, LakeError};
 
 /// What to verify.
 #[derive(Debug, Clone)]
@@ -494,8 +494,8 @@ fn check_receipts(inv: &Inventory, range: &HourRange, report: &mut VerifyReport)
         let (mut data, mut dead) = (0u64, 0u64);
         for o in &rc.objects {
             match o.kind {
-                crate::lake::receipt::ObjectKind::Data => data += o.records,
-                crate::lake::receipt::ObjectKind::DeadLetter => dead += o.records,
+                hub2lake::lake::receipt::ObjectKind::Data => data += o.records,
+                hub2lake::lake::receipt::ObjectKind::DeadLetter => dead += o.records,
             }
         }
         if data + dead != rc.event_count || dead != rc.dead_letter_count {
