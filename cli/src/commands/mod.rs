@@ -3,9 +3,16 @@
 mod bench;
 mod credential_arg;
 pub mod demo;
-pub mod lake_cmds;
+pub mod eventhub_args;
+mod get;
+pub mod lake;
+mod lake_args;
+mod ls;
 mod package;
+mod replay;
 pub mod simulate;
+mod terminal;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -47,7 +54,7 @@ pub enum Command {
         Exit code 1 if any invocation was not answered 2xx.")]
     Bench(bench::BenchArgs),
     #[command(flatten)]
-    Lake(lake_cmds::LakeCommand),
+    Lake(lake::LakeCommand),
 }
 
 /// Runs a parsed command.
@@ -57,7 +64,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Simulate(args) => simulate::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Bench(args) => bench::run(&args),
-        Command::Lake(cmd) => lake_cmds::run(cmd),
+        Command::Lake(cmd) => lake::run(cmd),
         Command::Settings => {
             for (name, default, meaning) in hub2lake::config::SETTINGS_DOC {
                 println!("{name}\n    default: {default}\n    {meaning}\n");

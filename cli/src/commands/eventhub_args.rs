@@ -1,0 +1,118 @@
+//! The Event Hubs destination flags (`--connection-string`, `--namespace`, `--eventhub`,
+//! `--credential`, `--websockets`) as one struct a command flattens, and their
+//! validation into a [`Destination`] before anything is read or sent.
+
+use clap::Args;
+use hub2lake::eventhub::{self, ConnectionString, CredentialKind, Destination, SinkError};
+
+use super::credential_arg::CredentialArg;
+use crate::ops::OpsError;
+
+/// Where to send events: a connection string, or a namespace with an Azure identity.
+#[derive(Debug, Clone, Args)]
+pub struct EventHubArgs {
+    /// Event Hubs connection string (Endpoint, SharedAccessKeyName, SharedAccessKey[, EntityPath]).
+    #[arg(
+        long,
+        value_name = "CS",
+        env = "HUB2LAKE_REPLAY_CONNECTION_STRING",
+        hide_env_values = true
+    )]
+    pub connection_string: Option<String>,
+    /// Event Hubs namespace (contoso or contoso.servicebus.windows.net), with an Azure identity.
+    #[arg(long, value_name = "NS", conflicts_with = "connection_string")]
+    pub namespace: Option<String>,
+    /// Event Hub name (required unless the connection string has EntityPath).
+    #[arg(long, value_name = "NAME")]
+    pub eventhub: Option<String>,
+    /// Identity for --namespace.
+    #[arg(long, value_enum, default_value_t = CredentialArg(CredentialKind::Auto))]
+    pub credential: CredentialArg,
+    /// AMQP over WebSockets (port 443) instead of AMQP (port 5671).
+    #[arg(long)]
+    pub websockets: bool,
+}
+
+impl EventHubArgs {
+    /// The destination these flags name. `wanted_by` is the flag that asked for an Event
+    /// Hub (replay: `--to-eventhub`); usage errors name it.
+    pub fn destination(&self, wanted_by: &str) -> Result<Destination, OpsError> {
+        if let Some(raw) = &self.connection_string {
+            let parsed = ConnectionString::parse(raw).map_err(SinkError::from)?;
+            let eventhub = parsed.eventhub(self.eventhub.as_deref())?;
+            return Ok(Destination::ConnectionString {
+                parsed,
+                raw: azure_core::credentials::Secret::new(raw.clone()),
+                eventhub,
+            });
+        }
+        let Some(ns) = &self.namespace else {
+            return Err(OpsError::Usage(format!(
+                "{wanted_by} needs --connection-string (or HUB2LAKE_REPLAY_CONNECTION_STRING), or --namespace and \
+                 --eventhub with an Azure identity"
+            )));
+        };
+        let eventhub = self
+            .eventhub
+            .clone()
+            .ok_or_else(|| OpsError::Usage("--namespace needs --eventhub (the Event Hub to send to)".into()))?;
+        if !eventhub::valid_eventhub_name(&eventhub) {
+            return Err(OpsError::Usage(format!(
+                "--eventhub {eventhub:?} is not an Event Hub name"
+            )));
+        }
+        Ok(Destination::Identity {
+            namespace: eventhub::qualify_namespace(ns)?,
+            eventhub,
+            credential: self.credential.0,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        hub: EventHubArgs,
+    }
+
+    fn parse(args: &[&str]) -> EventHubArgs {
+        Cli::try_parse_from(std::iter::once("x").chain(args.iter().copied()))
+            .expect("flags parse")
+            .hub
+    }
+
+    #[test]
+    fn no_destination_names_the_flag_that_wanted_one() {
+        let hub = EventHubArgs {
+            connection_string: None,
+            ..parse(&[])
+        };
+        let e = hub.destination("--to-eventhub").unwrap_err();
+        assert!(matches!(e, OpsError::Usage(ref m) if m.starts_with("--to-eventhub needs --connection-string")));
+    }
+
+    #[test]
+    fn namespace_without_eventhub_is_a_usage_error() {
+        let hub = EventHubArgs {
+            connection_string: None,
+            ..parse(&["--namespace", "contoso"])
+        };
+        let e = hub.destination("--to-eventhub").unwrap_err();
+        assert!(matches!(e, OpsError::Usage(ref m) if m.contains("--namespace needs --eventhub")));
+    }
+
+    #[test]
+    fn namespace_and_eventhub_name_an_identity_destination() {
+        let hub = EventHubArgs {
+            connection_string: None,
+            ..parse(&["--namespace", "contoso", "--eventhub", "refeed", "--credential", "auto"])
+        };
+        let d = hub.destination("--to-eventhub").unwrap();
+        assert!(matches!(d, Destination::Identity { ref eventhub, .. } if eventhub == "refeed"));
+    }
+}
