@@ -86,7 +86,125 @@ enum TaskEnd {
     HandlerDown(String),
 }
 
+impl PartState {
+    fn new(total: u64) -> Self {
+        Self {
+            total,
+            next: 0,
+            checkpoint: 0,
+            checkpointed: false,
+            since_checkpoint: 0,
+            finished: false,
+            sent_batches: HashSet::new(),
+            acked_batches: HashSet::new(),
+            acked_events: 0,
+            invocations: 0,
+            retries: 0,
+            failed: 0,
+            redeliveries: 0,
+            skipped: BTreeMap::new(),
+        }
+    }
+}
+
 impl Shared {
+    /// The run's state before the first delivery; takes the fault plan out of `config`.
+    fn new(config: &mut SimulatorConfig) -> Self {
+        let hub = Hub::new(
+            config.source.clone(),
+            config.partitions,
+            config.first_sequence_number,
+            config.start,
+            config.span,
+        );
+        let seed = match &config.source {
+            super::EventSource::ChangeStream(c) => c.seed,
+            super::EventSource::Bodies(_) => 0,
+        };
+        let parts = hub
+            .partitions
+            .iter()
+            .map(|p| Mutex::new(PartState::new(p.events)))
+            .collect();
+        let faults = std::mem::take(&mut config.faults);
+        Self {
+            hub,
+            batch_size: config.batch_size as u64,
+            checkpoint_frequency: config.checkpoint_frequency.max(1),
+            function: config.ingest.name.clone(),
+            binding: config.ingest.binding.clone(),
+            data_type: config.ingest.data_type,
+            retry: config.ingest.retry,
+            time_scale: config.time_scale,
+            timeout: config.invocation_timeout,
+            eventhub: config.eventhub.clone(),
+            seed,
+            parts,
+            log: Mutex::new(Vec::new()),
+            seals: Mutex::new(Vec::new()),
+            timer: Mutex::new(TimerState {
+                last: None,
+                past_due: false,
+            }),
+            progress: Notify::new(),
+            failures: AtomicU64::new(0),
+            failure_hooks: Mutex::new(faults.failure_hooks.into_iter().map(|(n, a)| (n, Some(a))).collect()),
+            kills: Mutex::new(faults.kills.into_iter().map(|k| (k, false)).collect()),
+            observer: config.observer.clone(),
+            t0: Instant::now(),
+        }
+    }
+
+    /// After the handler died: the host re-acquires the partitions and each resumes from
+    /// its last checkpoint (in-flight invocations are not checkpointed). Returns where
+    /// each rewound partition resumes.
+    fn rewind_to_checkpoints(&self) -> Vec<(String, i64)> {
+        let mut resume_from = Vec::new();
+        for (p, st) in self.parts.iter().enumerate() {
+            let reset = {
+                let mut st = lock(st);
+                if !st.finished || st.next != st.checkpoint {
+                    st.finished = false;
+                    st.next = st.checkpoint;
+                    st.since_checkpoint = 0;
+                    resume_from.push((self.hub.partitions[p].partition_id.clone(), self.seq(p, st.next)));
+                    Some((st.next, st.checkpointed.then(|| self.seq(p, st.checkpoint) - 1)))
+                } else {
+                    None
+                }
+            };
+            if let (Some((next, ck)), Some(o)) = (reset, &self.observer) {
+                o.progress(p, next, ck);
+            }
+        }
+        resume_from
+    }
+
+    fn partition_summaries(&self) -> Vec<PartitionSummary> {
+        self.parts
+            .iter()
+            .enumerate()
+            .map(|(p, st)| {
+                let st = lock(st);
+                let plan = &self.hub.partitions[p];
+                PartitionSummary {
+                    partition_id: plan.partition_id.clone(),
+                    events: plan.events,
+                    first_sequence_number: plan.first_sequence_number,
+                    last_sequence_number: plan.last_sequence_number(),
+                    checkpoint: st.checkpointed.then(|| self.seq(p, st.checkpoint) - 1),
+                    acknowledged_events: st.acked_events,
+                    batches: st.acked_batches.len() as u64,
+                    invocations: st.invocations,
+                    retries: st.retries,
+                    failed_invocations: st.failed,
+                    redeliveries: st.redeliveries,
+                    skipped: st.skipped.values().cloned().collect(),
+                }
+            })
+            .collect()
+    }
+
     fn seq(&self, p: usize, index: u64) -> i64 {
         self.hub.partitions[p].first_sequence_number + index as i64
     }
@@ -147,6 +265,46 @@ impl Shared {
 }
 
 pub async fn run(mut config: SimulatorConfig) -> Result<SimulationSummary, SimError> {
+    let lake_url = check_config(&config)?;
+    let schedule = seal_schedule(&config)?;
+    let shared = Arc::new(Shared::new(&mut config));
+    if let Some(o) = &shared.observer {
+        o.plan(&shared.hub.partitions, config.batch_size);
+    }
+    let restarts = supervise(&shared, &config, schedule.as_ref()).await?;
+    let elapsed = shared.t0.elapsed();
+    let (lake, lake_error) = if config.list_lake {
+        match list_lake(&config).await {
+            Ok(l) => (Some(l), None),
+            Err(e) => (None, Some(e)),
+        }
+    } else {
+        (None, None)
+    };
+    let invocations = std::mem::take(&mut *lock(&shared.log));
+    let seals = std::mem::take(&mut *lock(&shared.seals));
+    Ok(SimulationSummary {
+        handler: config.handler.clone(),
+        lake_url,
+        eventhub: config.eventhub.name.clone(),
+        consumer_group: config.eventhub.consumer_group.clone(),
+        batch_size: config.batch_size,
+        checkpoint_frequency: config.checkpoint_frequency,
+        retry_policy: config.ingest.retry.map(|r| r.to_string()),
+        start: shared.hub.start,
+        end: shared.hub.end(),
+        elapsed,
+        partitions: shared.partition_summaries(),
+        invocations,
+        seals,
+        restarts,
+        lake,
+        lake_error,
+    })
+}
+
+/// Refuses a configuration the run cannot start with; returns the lake URL it writes to.
+fn check_config(config: &SimulatorConfig) -> Result<String, SimError> {
     if !config.handler.is_file() {
         return Err(SimError::HandlerMissing {
             path: config.handler.clone(),
@@ -161,7 +319,7 @@ pub async fn run(mut config: SimulatorConfig) -> Result<SimulationSummary, SimEr
     if !(config.time_scale.is_finite() && config.time_scale >= 0.0) {
         return Err(SimError::Config("the time scale must be a number >= 0".into()));
     }
-    let lake_url = config
+    config
         .settings
         .get("HUB2LAKE_LAKE_URL")
         .cloned()
@@ -171,89 +329,34 @@ pub async fn run(mut config: SimulatorConfig) -> Result<SimulationSummary, SimEr
                 .then(|| std::env::var("HUB2LAKE_LAKE_URL").ok())
                 .flatten()
         })
-        .ok_or_else(|| SimError::Config("the app settings have no HUB2LAKE_LAKE_URL".into()))?;
+        .ok_or_else(|| SimError::Config("the app settings have no HUB2LAKE_LAKE_URL".into()))
+}
 
-    // Resolve the timer's schedule as the host does (`%SETTING%` from the app settings).
-    let schedule = match config.seal.as_ref().and_then(|s| s.schedule.clone()) {
-        Some(raw) => {
-            let text = match resolve_setting(&raw, &config.settings) {
-                Ok(t) => t,
-                Err(problem) => {
-                    tracing::warn!(
-                        "{problem}; the Functions host would not index the timer function. Using {DEFAULT_SEAL_SCHEDULE:?}"
-                    );
-                    DEFAULT_SEAL_SCHEDULE.to_string()
-                }
-            };
-            Some(Schedule::parse(&text)?)
+/// The timer's schedule resolved as the host does (`%SETTING%` from the app settings);
+/// `None` when the run has no timer.
+fn seal_schedule(config: &SimulatorConfig) -> Result<Option<Schedule>, SimError> {
+    let Some(raw) = config.seal.as_ref().and_then(|s| s.schedule.clone()) else {
+        return Ok(None);
+    };
+    let text = match resolve_setting(&raw, &config.settings) {
+        Ok(t) => t,
+        Err(problem) => {
+            tracing::warn!(
+                "{problem}; the Functions host would not index the timer function. Using {DEFAULT_SEAL_SCHEDULE:?}"
+            );
+            DEFAULT_SEAL_SCHEDULE.to_string()
         }
-        None => None,
     };
+    Ok(Some(Schedule::parse(&text)?))
+}
 
-    let hub = Hub::new(
-        config.source.clone(),
-        config.partitions,
-        config.first_sequence_number,
-        config.start,
-        config.span,
-    );
-    let seed = match &config.source {
-        super::EventSource::ChangeStream(c) => c.seed,
-        super::EventSource::Bodies(_) => 0,
-    };
-    let parts = hub
-        .partitions
-        .iter()
-        .map(|p| {
-            Mutex::new(PartState {
-                total: p.events,
-                next: 0,
-                checkpoint: 0,
-                checkpointed: false,
-                since_checkpoint: 0,
-                finished: false,
-                sent_batches: HashSet::new(),
-                acked_batches: HashSet::new(),
-                acked_events: 0,
-                invocations: 0,
-                retries: 0,
-                failed: 0,
-                redeliveries: 0,
-                skipped: BTreeMap::new(),
-            })
-        })
-        .collect();
-    let faults = std::mem::take(&mut config.faults);
-    let shared = Arc::new(Shared {
-        hub,
-        batch_size: config.batch_size as u64,
-        checkpoint_frequency: config.checkpoint_frequency.max(1),
-        function: config.ingest.name.clone(),
-        binding: config.ingest.binding.clone(),
-        data_type: config.ingest.data_type,
-        retry: config.ingest.retry,
-        time_scale: config.time_scale,
-        timeout: config.invocation_timeout,
-        eventhub: config.eventhub.clone(),
-        seed,
-        parts,
-        log: Mutex::new(Vec::new()),
-        seals: Mutex::new(Vec::new()),
-        timer: Mutex::new(TimerState {
-            last: None,
-            past_due: false,
-        }),
-        progress: Notify::new(),
-        failures: AtomicU64::new(0),
-        failure_hooks: Mutex::new(faults.failure_hooks.into_iter().map(|(n, a)| (n, Some(a))).collect()),
-        kills: Mutex::new(faults.kills.into_iter().map(|k| (k, false)).collect()),
-        observer: config.observer.clone(),
-        t0: Instant::now(),
-    });
-    if let Some(o) = &shared.observer {
-        o.plan(&shared.hub.partitions, config.batch_size);
-    }
-
+/// Starts the handler, delivers until every partition is done, and restarts the handler
+/// each time it dies (as the host restarts a dead worker). Returns the restarts.
+async fn supervise(
+    shared: &Arc<Shared>,
+    config: &SimulatorConfig,
+    schedule: Option<&Schedule>,
+) -> Result<Vec<RestartRecord>, SimError> {
     let launch = Launch {
         executable: config.handler.clone(),
         app_root: config.app_root.clone(),
@@ -262,7 +365,7 @@ pub async fn run(mut config: SimulatorConfig) -> Result<SimulationSummary, SimEr
         ready_timeout: config.ready_timeout,
         log_file: config.handler_log.clone(),
     };
-    let seal = config.seal.clone();
+    let seal = config.seal.as_ref();
     let mut restarts: Vec<RestartRecord> = Vec::new();
     let mut generation = 0u32;
     loop {
@@ -277,60 +380,18 @@ pub async fn run(mut config: SimulatorConfig) -> Result<SimulationSummary, SimEr
         if let Some(o) = &shared.observer {
             o.handler_ready(generation, handler.port, handler.ready_after);
         }
-        let mut tasks = JoinSet::new();
-        let (stop_tx, stop_rx) = watch::channel(false);
-        for p in 0..shared.parts.len() {
-            if !lock(&shared.parts[p]).finished {
-                tasks.spawn(partition_task(shared.clone(), handler.clone(), p, stop_rx.clone()));
-            }
-        }
-        if let (Some(schedule), Some(seal)) = (&schedule, &seal) {
-            tasks.spawn(timer_task(
-                shared.clone(),
-                handler.clone(),
-                schedule.clone(),
-                seal.clone(),
-                stop_rx.clone(),
-            ));
-        }
-        // None: every task is done. Some(context): the handler died (context says what
-        // was in flight, if a task noticed first).
-        let died: Option<Option<String>> = loop {
-            tokio::select! {
-                joined = tasks.join_next() => match joined {
-                    None => break None,
-                    Some(Ok(TaskEnd::Finished)) => {}
-                    Some(Ok(TaskEnd::HandlerDown(context))) => break Some(Some(context)),
-                    Some(Err(e)) => {
-                        tasks.abort_all();
-                        return Err(SimError::Internal(format!("a simulator task failed: {e}")));
-                    }
-                },
-                _ = handler.exited() => break Some(None),
-            }
-        };
-        // Like the host stopping its listeners: nothing new starts, in-flight calls end
-        // on their own (the process is gone, so they fail fast), then the rest is cut.
-        let _ = stop_tx.send(true);
-        let drained = tokio::time::timeout(STOP_GRACE, async { while tasks.join_next().await.is_some() {} }).await;
-        if drained.is_err() {
-            tasks.abort_all();
-            while tasks.join_next().await.is_some() {}
-        }
-
-        let Some(context) = died else {
+        let timer = schedule.zip(seal);
+        let Some(context) = run_generation(shared, &handler, timer).await? else {
             if let Some(o) = &shared.observer {
                 o.finished();
             }
-            if let Some(seal) = seal.as_ref().filter(|s| s.at_end) {
+            if let Some(seal) = seal.filter(|s| s.at_end) {
                 let next = Utc::now().max(shared.hub.end());
-                let _ = fire_seal(&shared, &handler, seal, next, true).await;
+                let _ = fire_seal(shared, &handler, seal, next, true).await;
             }
             handler.kill_and_wait().await;
-            break;
+            return Ok(restarts);
         };
-        // The host restarts a dead worker; its partitions are re-acquired and each
-        // resumes from its last checkpoint. In-flight invocations are not checkpointed.
         let status = handler
             .exited_within(DEATH_GRACE)
             .await
@@ -340,29 +401,11 @@ pub async fn run(mut config: SimulatorConfig) -> Result<SimulationSummary, SimEr
             None => status,
         };
         handler.kill_and_wait().await;
-        let mut resume_from = Vec::new();
-        for (p, st) in shared.parts.iter().enumerate() {
-            let reset = {
-                let mut st = lock(st);
-                if !st.finished || st.next != st.checkpoint {
-                    st.finished = false;
-                    st.next = st.checkpoint;
-                    st.since_checkpoint = 0;
-                    resume_from.push((shared.hub.partitions[p].partition_id.clone(), shared.seq(p, st.next)));
-                    Some((st.next, st.checkpointed.then(|| shared.seq(p, st.checkpoint) - 1)))
-                } else {
-                    None
-                }
-            };
-            if let (Some((next, ck)), Some(o)) = (reset, &shared.observer) {
-                o.progress(p, next, ck);
-            }
-        }
         let record = RestartRecord {
             generation,
             reason: reason.clone(),
             at: shared.t0.elapsed(),
-            resume_from,
+            resume_from: shared.rewind_to_checkpoints(),
         };
         tracing::info!(generation, reason = %record.reason, "handler died; restarting it");
         if let Some(o) = &shared.observer {
@@ -377,59 +420,55 @@ pub async fn run(mut config: SimulatorConfig) -> Result<SimulationSummary, SimEr
             });
         }
     }
+}
 
-    let elapsed = shared.t0.elapsed();
-    let (lake, lake_error) = if config.list_lake {
-        match list_lake(&config).await {
-            Ok(l) => (Some(l), None),
-            Err(e) => (None, Some(e)),
+/// One life of the handler: a task per unfinished partition and the timer, until all are
+/// done (`None`) or the handler died (`Some(context)`, context saying what was in flight
+/// if a task noticed first).
+async fn run_generation(
+    shared: &Arc<Shared>,
+    handler: &Arc<HandlerProcess>,
+    timer: Option<(&Schedule, &super::SealPlan)>,
+) -> Result<Option<Option<String>>, SimError> {
+    let mut tasks = JoinSet::new();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    for p in 0..shared.parts.len() {
+        if !lock(&shared.parts[p]).finished {
+            tasks.spawn(partition_task(shared.clone(), handler.clone(), p, stop_rx.clone()));
         }
-    } else {
-        (None, None)
+    }
+    if let Some((schedule, seal)) = timer {
+        tasks.spawn(timer_task(
+            shared.clone(),
+            handler.clone(),
+            schedule.clone(),
+            seal.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    let died: Option<Option<String>> = loop {
+        tokio::select! {
+            joined = tasks.join_next() => match joined {
+                None => break None,
+                Some(Ok(TaskEnd::Finished)) => {}
+                Some(Ok(TaskEnd::HandlerDown(context))) => break Some(Some(context)),
+                Some(Err(e)) => {
+                    tasks.abort_all();
+                    return Err(SimError::Internal(format!("a simulator task failed: {e}")));
+                }
+            },
+            _ = handler.exited() => break Some(None),
+        }
     };
-    let partitions = shared
-        .parts
-        .iter()
-        .enumerate()
-        .map(|(p, st)| {
-            let st = lock(st);
-            let plan = &shared.hub.partitions[p];
-            PartitionSummary {
-                partition_id: plan.partition_id.clone(),
-                events: plan.events,
-                first_sequence_number: plan.first_sequence_number,
-                last_sequence_number: plan.last_sequence_number(),
-                checkpoint: st.checkpointed.then(|| shared.seq(p, st.checkpoint) - 1),
-                acknowledged_events: st.acked_events,
-                batches: st.acked_batches.len() as u64,
-                invocations: st.invocations,
-                retries: st.retries,
-                failed_invocations: st.failed,
-                redeliveries: st.redeliveries,
-                skipped: st.skipped.values().cloned().collect(),
-            }
-        })
-        .collect();
-    let invocations = std::mem::take(&mut *lock(&shared.log));
-    let seals = std::mem::take(&mut *lock(&shared.seals));
-    Ok(SimulationSummary {
-        handler: config.handler.clone(),
-        lake_url,
-        eventhub: config.eventhub.name.clone(),
-        consumer_group: config.eventhub.consumer_group.clone(),
-        batch_size: config.batch_size,
-        checkpoint_frequency: config.checkpoint_frequency,
-        retry_policy: config.ingest.retry.map(|r| r.to_string()),
-        start: shared.hub.start,
-        end: shared.hub.end(),
-        elapsed,
-        partitions,
-        invocations,
-        seals,
-        restarts,
-        lake,
-        lake_error,
-    })
+    // Like the host stopping its listeners: nothing new starts, in-flight calls end
+    // on their own (the process is gone, so they fail fast), then the rest is cut.
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(STOP_GRACE, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+    Ok(died)
 }
 
 async fn list_lake(config: &SimulatorConfig) -> Result<LakeSummary, String> {

@@ -16,181 +16,26 @@
 //! what is at or below it. An interrupted window is sent again in full: replay is
 //! at-least-once, with repeats bounded by one window.
 
+mod dry_run;
+mod event;
+mod position;
+
+pub use dry_run::DryRunSink;
+pub use event::{out_event, PartitionMode};
+pub use position::Position;
+
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::PathBuf;
 
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde::Serialize;
 
 use super::inventory::Inventory;
 use super::merge::{SortOptions, Sorter};
 use super::range::HourRange;
 use super::{blocking, OpsError};
 use hub2lake::eventhub::{EventSink, OutEvent, SinkError, Target};
-use hub2lake::lake::encode::minify_json;
 use hub2lake::lake::Lake;
-
-/// How recorded events choose their destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum PartitionMode {
-    /// Events with a partition key are sent with it; events without one go to the
-    /// partition id they were read from (the destination needs at least as many
-    /// partitions).
-    #[default]
-    Auto,
-    /// Every event goes to the partition id it was read from (keys are not sent: the
-    /// service takes a key or a partition, not both).
-    Same,
-    /// Events with a key are sent with it, events without one to any partition.
-    Any,
-}
-
-impl PartitionMode {
-    pub fn target(self, event: &OutEvent) -> Target {
-        match (self, &event.partition_key) {
-            (Self::Same, _) => Target::Partition(event.source_partition.clone()),
-            (Self::Auto | Self::Any, Some(k)) => Target::Key(k.clone()),
-            (Self::Auto, None) => Target::Partition(event.source_partition.clone()),
-            (Self::Any, None) => Target::Any,
-        }
-    }
-}
-
-/// The fields of a record replay needs.
-#[derive(Debug, Deserialize)]
-struct ReplayRecord<'a> {
-    partition_id: String,
-    sequence_number: i64,
-    #[serde(borrow)]
-    raw_event: Option<&'a RawValue>,
-    #[serde(default)]
-    partition_key: Option<String>,
-    #[serde(default)]
-    properties: Option<Value>,
-}
-
-/// Rebuilds the event a record was made from.
-pub fn out_event(line: &[u8]) -> Result<OutEvent, String> {
-    let r: ReplayRecord<'_> = serde_json::from_slice(line).map_err(|e| format!("not a record: {e}"))?;
-    let raw = r
-        .raw_event
-        .ok_or_else(|| format!("record {}/{} has no raw_event", r.partition_id, r.sequence_number))?;
-    let body = match raw.get().trim_start() {
-        text if text.starts_with('"') => serde_json::from_str::<String>(text)
-            .map_err(|e| format!("raw_event string: {e}"))?
-            .into_bytes(),
-        "null" => Vec::new(),
-        text => minify_json(text).into_bytes(),
-    };
-    let properties = match r.properties {
-        Some(Value::Object(m)) => m,
-        _ => Map::new(),
-    };
-    Ok(OutEvent {
-        body,
-        partition_key: r.partition_key,
-        properties,
-        source_partition: r.partition_id,
-        source_sequence_number: r.sequence_number,
-    })
-}
-
-/// Prints one line per batch that would be sent; sends nothing.
-pub struct DryRunSink {
-    out: Mutex<Box<dyn Write + Send>>,
-}
-
-impl DryRunSink {
-    pub fn new(out: Box<dyn Write + Send>) -> Self {
-        Self { out: Mutex::new(out) }
-    }
-}
-
-impl EventSink for DryRunSink {
-    async fn send_batch(&self, target: &Target, events: &[OutEvent]) -> Result<(), SinkError> {
-        let (Some(first), Some(last)) = (events.first(), events.last()) else {
-            return Ok(());
-        };
-        let bytes: usize = events.iter().map(OutEvent::estimated_size).sum();
-        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
-        writeln!(
-            out,
-            "would send {} events (~{}) from partition {} seq {}..{} to {target}",
-            events.len(),
-            super::ls::human_bytes(bytes as u64),
-            first.source_partition,
-            first.source_sequence_number,
-            last.source_sequence_number
-        )
-        .map_err(|source| SinkError::Io {
-            path: PathBuf::from("<stdout>"),
-            source,
-        })
-    }
-
-    fn describe(&self) -> String {
-        "dry-run".into()
-    }
-
-    fn records_position(&self) -> bool {
-        false
-    }
-}
-
-/// The position file: per source partition, the highest sequence number sent.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Position {
-    pub version: u32,
-    pub destination: String,
-    pub partitions: BTreeMap<String, i64>,
-}
-
-impl Position {
-    /// Reads `path` (a missing file is a fresh start) and checks it is for `destination`.
-    pub fn load(path: &Path, destination: &str) -> Result<Self, OpsError> {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Self {
-                    version: 1,
-                    destination: destination.to_string(),
-                    partitions: BTreeMap::new(),
-                })
-            }
-            Err(e) => return Err(OpsError::io(path)(e)),
-        };
-        let p: Self = serde_json::from_slice(&bytes).map_err(|e| {
-            OpsError::Usage(format!(
-                "the position file {} does not parse ({e}); delete it to start over",
-                path.display()
-            ))
-        })?;
-        if p.destination != destination {
-            return Err(OpsError::Usage(format!(
-                "the position file {} is for {}, not {destination}; use another --position file or delete it",
-                path.display(),
-                p.destination
-            )));
-        }
-        Ok(p)
-    }
-
-    /// Writes the file whole (temporary name, then rename).
-    pub fn save(&self, path: &Path) -> Result<(), OpsError> {
-        let tmp = super::merge::partial_name(path);
-        let text = serde_json::to_vec_pretty(self).map_err(|e| OpsError::Internal(e.to_string()))?;
-        std::fs::write(&tmp, text).map_err(OpsError::io(&tmp))?;
-        std::fs::rename(&tmp, path).map_err(OpsError::io(path))
-    }
-
-    fn sent(&self, partition: &str, seq: i64) -> bool {
-        self.partitions.get(partition).is_some_and(|p| seq <= *p)
-    }
-}
 
 /// What to replay and how.
 #[derive(Debug, Clone)]
@@ -458,54 +303,5 @@ impl<S: EventSink> Sender<'_, S> {
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bodies_come_back_from_raw_event() {
-        let line = br#"{"partition_id":"3","sequence_number":7,"raw_event":{"b":1, "a":[ "x y" ]},"partition_key":"k","properties":{"p":1,"q":"v"}}"#;
-        let e = out_event(line).unwrap();
-        assert_eq!(e.body, br#"{"b":1,"a":["x y"]}"#);
-        assert_eq!(e.partition_key.as_deref(), Some("k"));
-        assert_eq!(e.properties["q"], "v");
-        assert_eq!((e.source_partition.as_str(), e.source_sequence_number), ("3", 7));
-
-        let line = br#"{"partition_id":"3","sequence_number":8,"raw_event":"plain \"text\"\n","partition_key":null,"properties":null}"#;
-        let e = out_event(line).unwrap();
-        assert_eq!(e.body, b"plain \"text\"\n");
-        assert!(e.partition_key.is_none() && e.properties.is_empty());
-
-        assert!(out_event(br#"{"partition_id":"3","sequence_number":8}"#).is_err());
-        assert!(out_event(b"nope").is_err());
-    }
-
-    #[test]
-    fn partition_modes_choose_targets() {
-        let mut e =
-            out_event(br#"{"partition_id":"3","sequence_number":1,"raw_event":1,"partition_key":"k"}"#).unwrap();
-        assert_eq!(PartitionMode::Auto.target(&e), Target::Key("k".into()));
-        assert_eq!(PartitionMode::Same.target(&e), Target::Partition("3".into()));
-        assert_eq!(PartitionMode::Any.target(&e), Target::Key("k".into()));
-        e.partition_key = None;
-        assert_eq!(PartitionMode::Auto.target(&e), Target::Partition("3".into()));
-        assert_eq!(PartitionMode::Any.target(&e), Target::Any);
-    }
-
-    #[test]
-    fn position_files_belong_to_one_destination() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("pos.json");
-        let mut p = Position::load(&path, "eventhub://a/b").unwrap();
-        p.partitions.insert("0".into(), 99);
-        p.save(&path).unwrap();
-        assert_eq!(Position::load(&path, "eventhub://a/b").unwrap(), p);
-        let e = Position::load(&path, "eventhub://a/c").unwrap_err();
-        assert!(e.to_string().contains("eventhub://a/b"), "{e}");
-        std::fs::write(&path, "{").unwrap();
-        assert!(Position::load(&path, "eventhub://a/b").is_err());
     }
 }
