@@ -4,14 +4,16 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Serialize;
+use tokio::sync::mpsc;
 
 use crate::simulator::client;
-use crate::simulator::{ChangeStreamConfig, EventSource, Hub};
+use crate::simulator::process::{HandlerProcess, Launch};
+use crate::simulator::report::percentile;
+use crate::simulator::{ChangeStreamConfig, EventSource, Hub, SimError};
 use hub2lake::host::wire::{eventhub_request, WireDataType, WirePartition, WireRetry};
 
 /// What to run.
@@ -65,17 +67,10 @@ pub struct Percentiles {
 impl Percentiles {
     fn of(mut ms: Vec<f64>) -> Self {
         ms.sort_by(f64::total_cmp);
-        let at = |q: f64| {
-            if ms.is_empty() {
-                return 0.0;
-            }
-            let i = ((ms.len() as f64 - 1.0) * q).round() as usize;
-            ms[i.min(ms.len() - 1)]
-        };
         Self {
-            p50: at(0.50),
-            p95: at(0.95),
-            p99: at(0.99),
+            p50: percentile(&ms, 0.50),
+            p95: percentile(&ms, 0.95),
+            p99: percentile(&ms, 0.99),
             max: ms.last().copied().unwrap_or(0.0),
         }
     }
@@ -84,43 +79,21 @@ impl Percentiles {
 /// Why a benchmark could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
-    #[error("cannot start the handler {path}: {reason}")]
-    Spawn { path: PathBuf, reason: String },
-    #[error("the handler did not answer GET / within 30 s")]
-    NotReady,
+    #[error(transparent)]
+    Handler(#[from] SimError),
     #[error("this benchmark reads /proc/<pid>: it needs Linux ({0})")]
     Proc(String),
 }
 
 /// Runs the benchmark.
 pub async fn run(config: &BenchConfig) -> Result<BenchResult, BenchError> {
-    let port = free_port().map_err(|e| BenchError::Spawn {
-        path: config.handler.clone(),
-        reason: e.to_string(),
-    })?;
-    let started = Instant::now();
-    let mut child = tokio::process::Command::new(&config.handler)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(&config.settings)
-        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-        // JSON logs of each written batch carry its storage and own time.
-        .env("RUST_LOG", "warn,hub2lake::server=info")
-        .env("HUB2LAKE_LOG_FORMAT", "json")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| BenchError::Spawn {
-            path: config.handler.clone(),
-            reason: e.to_string(),
-        })?;
-    let pid = child
-        .id()
+    let (lines_tx, lines_rx) = mpsc::unbounded_channel();
+    let timings = tokio::spawn(collect_timings(lines_rx));
+    let handler = HandlerProcess::start(&launch(config, lines_tx), 1).await?;
+    let pid = handler
+        .pid
         .ok_or_else(|| BenchError::Proc("the handler exited at once".into()))?;
-    let timings = child.stderr.take().map(|stderr| tokio::spawn(collect_timings(stderr)));
-    let ready = wait_ready(port, started).await?;
+    let ready = handler.ready_after;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle_rss = proc_status_kb(pid, "VmRSS:")?;
 
@@ -132,6 +105,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchResult, BenchError> {
 
     let wall = Instant::now();
     let mut tasks = Vec::new();
+    let port = handler.port;
     for partition in requests {
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(partition.len());
@@ -166,12 +140,8 @@ pub async fn run(config: &BenchConfig) -> Result<BenchResult, BenchError> {
     let wall_seconds = wall.elapsed().as_secs_f64();
     let cpu = proc_cpu_seconds(pid)? - cpu_before;
     let peak_rss = proc_status_kb(pid, "VmHWM:")?;
-    let _ = child.start_kill();
-    let _ = child.wait().await;
-    let (own, storage) = match timings {
-        Some(t) => t.await.unwrap_or_default(),
-        None => Default::default(),
-    };
+    handler.kill_and_wait().await;
+    let (own, storage) = timings.await.unwrap_or_default();
 
     let events = u64::from(config.partitions) * config.batches_per_partition * config.batch_size;
     Ok(BenchResult {
@@ -195,6 +165,25 @@ pub async fn run(config: &BenchConfig) -> Result<BenchResult, BenchError> {
         ready_ms: ready.as_secs_f64() * 1000.0,
         non_2xx,
     })
+}
+
+/// The handler as the host starts it, with JSON logs at `info` for the server: each
+/// `batch written` line carries that batch's storage and own time.
+fn launch(config: &BenchConfig, lines: mpsc::UnboundedSender<String>) -> Launch {
+    let mut settings = config.settings.clone();
+    settings.insert("RUST_LOG".into(), "warn,hub2lake::server=info".into());
+    settings.insert("HUB2LAKE_LOG_FORMAT".into(), "json".into());
+    Launch {
+        executable: config.handler.clone(),
+        app_root: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+        settings,
+        inherit_env: false,
+        ready_timeout: Duration::from_secs(30),
+        // Start-up is measured to the millisecond.
+        probe_interval: Duration::from_millis(1),
+        log_file: None,
+        lines: Some(lines),
+    }
 }
 
 /// Every request body, per partition, built before the clock starts.
@@ -240,11 +229,9 @@ fn build_requests(config: &BenchConfig) -> Vec<Vec<(Bytes, u64)>> {
 
 /// Reads the handler's JSON log lines until it exits; returns, per written batch,
 /// its own time and its storage time in milliseconds.
-async fn collect_timings(stderr: tokio::process::ChildStderr) -> (Vec<f64>, Vec<f64>) {
-    use tokio::io::AsyncBufReadExt;
-    let mut lines = tokio::io::BufReader::new(stderr).lines();
+async fn collect_timings(mut lines: mpsc::UnboundedReceiver<String>) -> (Vec<f64>, Vec<f64>) {
     let (mut own, mut storage) = (Vec::new(), Vec::new());
-    while let Ok(Some(line)) = lines.next_line().await {
+    while let Some(line) = lines.recv().await {
         if let Some((o, s)) = batch_timing(&line) {
             own.push(o);
             storage.push(s);
@@ -265,20 +252,6 @@ fn batch_timing(line: &str) -> Option<(f64, f64)> {
             .map(|us| us as f64 / 1000.0)
     };
     Some((ms("handler_us")?, ms("storage_us")?))
-}
-
-async fn wait_ready(port: u16, started: Instant) -> Result<Duration, BenchError> {
-    while started.elapsed() < Duration::from_secs(30) {
-        if client::get(port, "/", Duration::from_secs(1)).await.is_ok() {
-            return Ok(started.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    Err(BenchError::NotReady)
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 fn proc_status_kb(pid: u32, field: &str) -> Result<u64, BenchError> {

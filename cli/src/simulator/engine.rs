@@ -17,7 +17,7 @@ use super::app::{resolve_setting, RetryPolicy};
 use super::client::{self, CallError};
 use super::events::Hub;
 use super::ncrontab::Schedule;
-use super::process::{guid, HandlerProcess, Launch};
+use super::process::{guid, HandlerProcess, Launch, HOST_PROBE_INTERVAL};
 use super::report::LakeSummary;
 use super::{
     lock, FailureAction, FailureInfo, InvocationRecord, KillPoint, Observer, Outcome, PartitionSummary, RestartRecord,
@@ -25,6 +25,7 @@ use super::{
 };
 
 /// The schedule used when `%HUB2LAKE_SEAL_SCHEDULE%` is not set (the handler's default).
+// TODO(merge): use the handler's declared default once `hub2lake::config` exports it.
 const DEFAULT_SEAL_SCHEDULE: &str = "0 */5 * * * *";
 
 /// How long to wait for a process to be seen dead after its connection broke.
@@ -363,7 +364,9 @@ async fn supervise(
         settings: config.settings.clone(),
         inherit_env: config.inherit_env,
         ready_timeout: config.ready_timeout,
+        probe_interval: HOST_PROBE_INTERVAL,
         log_file: config.handler_log.clone(),
+        lines: None,
     };
     let seal = config.seal.as_ref();
     let mut restarts: Vec<RestartRecord> = Vec::new();

@@ -23,7 +23,7 @@ pub mod client;
 mod engine;
 pub mod events;
 pub mod ncrontab;
-mod process;
+pub mod process;
 pub mod progress;
 pub mod report;
 

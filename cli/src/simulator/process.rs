@@ -1,6 +1,7 @@
 //! The handler process, started the way the Functions host starts a custom handler: a
 //! free port in `FUNCTIONS_CUSTOMHANDLER_PORT`, the app settings as environment, the
 //! app root as working directory, then `GET /` every 25 ms until anything answers.
+//! The simulator and the benchmark both start the handler here.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write as _;
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::client;
 use super::SimError;
@@ -30,9 +31,17 @@ pub struct Launch {
     pub inherit_env: bool,
     /// The host's readiness budget (30 s in the host's code).
     pub ready_timeout: Duration,
+    /// How often `GET /` is tried until it answers (the host: [`HOST_PROBE_INTERVAL`]).
+    pub probe_interval: Duration,
     /// Append the handler's output to this file.
     pub log_file: Option<PathBuf>,
+    /// Also send every line of the handler's output here (the benchmark reads its
+    /// timings from them). The channel closes when the process's output does.
+    pub lines: Option<mpsc::UnboundedSender<String>>,
 }
+
+/// How often the Functions host tries `GET /` while a custom handler starts.
+pub const HOST_PROBE_INTERVAL: Duration = Duration::from_millis(25);
 
 /// A running handler. Dropping it kills the process.
 #[derive(Debug)]
@@ -49,7 +58,7 @@ pub struct HandlerProcess {
 impl HandlerProcess {
     /// Starts the handler and waits until it answers `GET /`.
     pub async fn start(launch: &Launch, generation: u32) -> Result<Self, SimError> {
-        let port = free_port()?;
+        let port = free_port().map_err(|e| SimError::Config(format!("cannot find a free local port: {e}")))?;
         let worker_id = guid();
         let mut cmd = Command::new(&launch.executable);
         if !launch.inherit_env {
@@ -82,10 +91,12 @@ impl HandlerProcess {
             None => None,
         };
         if let Some(out) = child.stdout.take() {
-            tokio::spawn(collect(out, tail.clone(), log.clone(), generation));
+            let sinks = OutputSinks::new(&tail, &log, launch, generation);
+            tokio::spawn(collect(out, sinks));
         }
         if let Some(err) = child.stderr.take() {
-            tokio::spawn(collect(err, tail.clone(), log.clone(), generation));
+            let sinks = OutputSinks::new(&tail, &log, launch, generation);
+            tokio::spawn(collect(err, sinks));
         }
 
         let (kill_tx, mut kill_rx) = watch::channel(false);
@@ -115,12 +126,12 @@ impl HandlerProcess {
             tail,
         };
         // On error the handler is dropped, which kills the process.
-        handler.ready_after = handler.wait_ready(launch.ready_timeout).await?;
+        handler.ready_after = handler.wait_ready(launch.ready_timeout, launch.probe_interval).await?;
         Ok(handler)
     }
 
-    /// The host's readiness probe: `GET /` every 25 ms; any HTTP answer means ready.
-    async fn wait_ready(&self, budget: Duration) -> Result<Duration, SimError> {
+    /// The host's readiness probe: `GET /` every `interval`; any HTTP answer means ready.
+    async fn wait_ready(&self, budget: Duration, interval: Duration) -> Result<Duration, SimError> {
         let started = Instant::now();
         loop {
             if let Some(status) = self.exit_status() {
@@ -140,7 +151,7 @@ impl HandlerProcess {
                     output: self.output_tail(),
                 });
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            tokio::time::sleep(interval).await;
         }
     }
 
@@ -197,18 +208,46 @@ impl Drop for HandlerProcess {
     }
 }
 
-async fn collect(
-    stream: impl AsyncRead + Unpin,
+/// Where each line of the handler's output goes.
+struct OutputSinks {
     tail: Arc<Mutex<VecDeque<String>>>,
     log: Option<Arc<Mutex<std::fs::File>>>,
+    lines: Option<mpsc::UnboundedSender<String>>,
     generation: u32,
-) {
+}
+
+impl OutputSinks {
+    fn new(
+        tail: &Arc<Mutex<VecDeque<String>>>,
+        log: &Option<Arc<Mutex<std::fs::File>>>,
+        launch: &Launch,
+        generation: u32,
+    ) -> Self {
+        Self {
+            tail: tail.clone(),
+            log: log.clone(),
+            lines: launch.lines.clone(),
+            generation,
+        }
+    }
+}
+
+async fn collect(stream: impl AsyncRead + Unpin, sinks: OutputSinks) {
+    let OutputSinks {
+        tail,
+        log,
+        lines: line_tx,
+        generation,
+    } = sinks;
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         if let Some(log) = &log {
             if let Ok(mut f) = log.lock() {
                 let _ = writeln!(f, "[handler #{generation}] {line}");
             }
+        }
+        if let Some(tx) = &line_tx {
+            let _ = tx.send(line.clone());
         }
         if let Ok(mut t) = tail.lock() {
             if t.len() == TAIL_LINES {
@@ -228,11 +267,10 @@ fn open_log(path: &Path) -> Result<std::fs::File, SimError> {
 }
 
 /// A port nothing listens on right now (as the host picks one).
-pub fn free_port() -> Result<u16, SimError> {
+pub fn free_port() -> std::io::Result<u16> {
     std::net::TcpListener::bind(("127.0.0.1", 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .map_err(|e| SimError::Config(format!("cannot find a free local port: {e}")))
 }
 
 /// A random GUID-shaped id (worker and invocation ids).

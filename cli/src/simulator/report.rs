@@ -195,12 +195,14 @@ fn ms(d: std::time::Duration) -> String {
     }
 }
 
-fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
-    if sorted.is_empty() {
-        return std::time::Duration::ZERO;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
+/// The value at rank `q` (0..=1) of `sorted`, nearest rank; the default when empty.
+/// The simulator's summary and the benchmark both report latencies with it.
+pub fn percentile<T: Copy + Default>(sorted: &[T], q: f64) -> T {
+    let Some(last) = sorted.len().checked_sub(1) else {
+        return T::default();
+    };
+    let i = (last as f64 * q).round() as usize;
+    sorted[i.min(last)]
 }
 
 impl fmt::Display for SimulationSummary {
