@@ -2,10 +2,11 @@
 #![allow(dead_code)]
 
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use hub2lake_testkit::{free_port, handler_command, wait_until_listening};
 
 /// A running handler process, killed on drop.
 pub struct Handler {
@@ -13,10 +14,6 @@ pub struct Handler {
     pub lake: PathBuf,
     child: Child,
     _dir: Option<tempfile::TempDir>,
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Handler {
@@ -38,11 +35,8 @@ impl Handler {
     /// Starts the handler on any lake URL (Azure lakes pass their credentials in `extra`).
     pub fn start_with_url(lake_url: &str, extra: &[(&str, &str)]) -> Self {
         let port = free_port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_handler"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-            .env("HUB2LAKE_LAKE_URL", lake_url)
+        let mut cmd = handler_command(Path::new(env!("CARGO_BIN_EXE_handler")), port);
+        cmd.env("HUB2LAKE_LAKE_URL", lake_url)
             .env("HUB2LAKE_LOG_FORMAT", "text")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -50,26 +44,17 @@ impl Handler {
         for (k, v) in extra {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("spawn handler");
-        let h = Self {
+        let mut child = cmd.spawn().expect("spawn handler");
+        if let Err(why) = wait_until_listening(port, &mut child, Duration::from_secs(20)) {
+            let _ = child.kill();
+            panic!("{why}");
+        }
+        Self {
             port,
             lake: PathBuf::new(),
             child,
             _dir: None,
-        };
-        h.wait_ready();
-        h
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(25));
         }
-        panic!("handler did not become ready on port {}", self.port);
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -2,7 +2,9 @@
 //! panic is seen), driven with host-shaped requests over loopback.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
+
+use hub2lake_testkit::{free_port, handler_command, wait_until_listening};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -16,14 +18,6 @@ pub struct HandlerProc {
     cwd: PathBuf,
     child: Option<Child>,
     client: reqwest::Client,
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl HandlerProc {
@@ -53,40 +47,29 @@ impl HandlerProc {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let mut cmd = Command::new(hub2lake_testkit::handler_exe());
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("FUNCTIONS_CUSTOMHANDLER_PORT", self.port.to_string())
-            .env("HUB2LAKE_LOG_FORMAT", "text")
+        let mut cmd = handler_command(&hub2lake_testkit::handler_exe(), self.port);
+        cmd.env("HUB2LAKE_LOG_FORMAT", "text")
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .current_dir(&self.cwd)
-            .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out);
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        self.child = Some(cmd.spawn().expect("the handler starts"));
-        self.wait_ready().await;
-    }
-
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(r) = self.client.get(self.url("/")).send().await {
-                if r.status().is_success() {
-                    return;
-                }
-            }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!(
-                    "the handler exited ({status}) before it was ready:\n{}",
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                );
-            }
-            assert!(Instant::now() < deadline, "the handler is not ready after 20 s");
-            tokio::time::sleep(Duration::from_millis(25)).await;
+        let mut child = cmd.spawn().expect("the handler starts");
+        let port = self.port;
+        // Blocking wait on the blocking pool: the lake may be behind an in-process proxy.
+        let (child, ready) = tokio::task::spawn_blocking(move || {
+            let ready = wait_until_listening(port, &mut child, Duration::from_secs(20));
+            (child, ready)
+        })
+        .await
+        .expect("the readiness wait runs");
+        self.child = Some(child);
+        if let Err(why) = ready {
+            self.kill();
+            panic!("{why}:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
         }
     }
 

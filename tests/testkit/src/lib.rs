@@ -115,11 +115,13 @@
 
 pub mod azurite;
 pub mod fault_proxy;
+mod handler;
 mod http1;
 pub mod shared_key;
 
 pub use azurite::{Azurite, ObjectStoreEnv};
 pub use fault_proxy::{Fault, FaultProxy, ProxyHandle, Rule};
+pub use handler::{handler_command, wait_until_listening};
 
 /// Error of the Azurite helpers: a message meant for the test log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,10 +156,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// A free TCP port on 127.0.0.1 (bound, then released: good enough for tests that
 /// start a server on it at once).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port on 127.0.0.1")
+    azurite::free_port().unwrap_or_else(|e| panic!("no free port on 127.0.0.1: {e}"))
 }
 
 /// The workspace's `handler` binary, built by the same `cargo test` run.
