@@ -13,7 +13,6 @@ use hub2lake::config::{EventEncoding, Settings};
 use hub2lake::eventhub::{EventSink, FileSink, FileSinkLine, OutEvent, SinkError, Target};
 use hub2lake::host::wire::{eventhub_request, WireDataType, WireEvent, WirePartition};
 use hub2lake::host::{EventHubBatch, Invocation, TimerInfo};
-use hub2lake::ingest::Ingestor;
 use hub2lake::lake::Lake;
 use hub2lake_cli::ops::get::{GetOptions, MergeTarget};
 use hub2lake_cli::ops::inventory::Inventory;
@@ -23,6 +22,10 @@ use hub2lake_cli::ops::replay::{self, PartitionMode, ReplayOptions};
 use hub2lake_cli::ops::verify::{Finding, RemovedCopyNamed, VerifyOptions, VerifyReport, Warning};
 use hub2lake_cli::ops::{get, ls, verify, OpsError};
 use serde_json::{json, Value};
+
+#[path = "shared/lake_fixture.rs"]
+mod lake_fixture;
+use lake_fixture::LakeFixture;
 
 /// A fixed hour long past: events are placed by their enqueued time.
 fn hour(offset: i64) -> DateTime<Utc> {
@@ -89,14 +92,19 @@ fn host_batch(pid: &str, events: &[WireEvent]) -> EventHubBatch {
     EventHubBatch::from_invocation(&inv, EventEncoding::Auto, "hub", "$Default").unwrap()
 }
 
+/// The shared lake fixture, plus every event ingested (what replay must send back).
 struct TestLake {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    settings: Settings,
-    lake: Lake,
-    ingestor: Ingestor,
+    fixture: LakeFixture,
     /// Every event ingested, by (partition, sequence number).
     sent: BTreeMap<(String, i64), WireEvent>,
+}
+
+impl std::ops::Deref for TestLake {
+    type Target = LakeFixture;
+
+    fn deref(&self) -> &LakeFixture {
+        &self.fixture
+    }
 }
 
 impl TestLake {
@@ -105,30 +113,16 @@ impl TestLake {
     }
 
     fn with(adjust: impl FnOnce(&mut Settings)) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("lake");
-        let mut settings = Settings::local(&root);
-        adjust(&mut settings);
-        let lake = Lake::open(&settings).unwrap();
-        let ingestor = Ingestor::new(Arc::new(settings.clone()), lake.clone());
         Self {
-            _dir: dir,
-            root,
-            settings,
-            lake,
-            ingestor,
+            fixture: LakeFixture::with(adjust),
             sent: BTreeMap::new(),
         }
     }
 
     fn on(lake: Lake, settings: Settings, dir: tempfile::TempDir) -> Self {
-        let ingestor = Ingestor::new(Arc::new(settings.clone()), lake.clone());
+        let root = dir.path().join("unused");
         Self {
-            root: dir.path().join("unused"),
-            _dir: dir,
-            settings,
-            lake,
-            ingestor,
+            fixture: LakeFixture::on(lake, settings, dir, root),
             sent: BTreeMap::new(),
         }
     }
@@ -344,15 +338,22 @@ fn age_file(path: &std::path::Path, minutes: u64) {
         .unwrap();
 }
 
-#[tokio::test]
-async fn orphans_are_reported() {
+/// A lake with one delivery (partition 0, seq 0..=19) and a copy of its data object
+/// named `name`, written `minutes` ago: an object no receipt names.
+async fn lake_with_unnamed_copy(name: &str, minutes: u64) -> (TestLake, PathBuf) {
     let mut t = TestLake::new();
     t.ingest("0", 0..=19, hour(0)).await;
     let data = t.data_files();
-    let orphan = data[0].with_file_name("0-900-999.jsonl.gz");
-    std::fs::copy(&data[0], &orphan).unwrap();
+    let copy = data[0].with_file_name(name);
+    std::fs::copy(&data[0], &copy).unwrap();
+    age_file(&copy, minutes);
+    (t, copy)
+}
+
+#[tokio::test]
+async fn orphans_are_reported() {
     // Older than any delivery can be in flight.
-    age_file(&orphan, 16);
+    let (t, orphan) = lake_with_unnamed_copy("0-900-999.jsonl.gz", 16).await;
     let stray = t.root.join("shop/notes.jsonl");
     std::fs::write(&stray, "{}\n").unwrap();
     let report = t.verify(HourRange::all()).await;
@@ -383,12 +384,7 @@ async fn orphans_are_reported() {
 /// can take.
 #[tokio::test]
 async fn a_recent_object_without_receipt_is_awaiting_its_receipt_not_an_orphan() {
-    let mut t = TestLake::new();
-    t.ingest("0", 0..=19, hour(0)).await;
-    let data = t.data_files();
-    let in_flight = data[0].with_file_name("0-20-39.jsonl.gz");
-    std::fs::copy(&data[0], &in_flight).unwrap();
-    age_file(&in_flight, 2);
+    let (t, in_flight) = lake_with_unnamed_copy("0-20-39.jsonl.gz", 2).await;
     let report = t.verify(HourRange::all()).await;
     assert!(report.clean, "{}", report.render());
     let path = rel(&t.root, &in_flight);

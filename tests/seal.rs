@@ -8,19 +8,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use hub2lake::config::{Compression, Settings};
+use hub2lake::config::Compression;
 use hub2lake::host::wire::{eventhub_request, WireDataType, WireEvent, WirePartition};
 use hub2lake::host::{EventBody, EventData, EventHubBatch, Invocation, PartitionInfo, TimerInfo};
-use hub2lake::ingest::Ingestor;
 use hub2lake::lake::layout::PathTemplate;
-use hub2lake::lake::Lake;
 use hub2lake::seal::completeness::{SealReason, SeqRange};
 use hub2lake::seal::manifest::Manifest;
 use hub2lake::seal::{FailPoint, SealError, SealOptions, SealReport};
+
+#[path = "shared/lake_fixture.rs"]
+mod lake_fixture;
+use lake_fixture::LakeFixture;
 
 const DB: &str = "shop";
 const ORDERS: &str = "orders";
@@ -43,35 +44,7 @@ fn after_grace() -> DateTime<Utc> {
     Utc::now() + TimeDelta::minutes(16)
 }
 
-struct Lakehouse {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    settings: Settings,
-    lake: Lake,
-    ingestor: Ingestor,
-}
-
-impl Lakehouse {
-    fn new() -> Self {
-        Self::with(|_| {})
-    }
-
-    fn with(adjust: impl FnOnce(&mut Settings)) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("lake");
-        let mut settings = Settings::local(&root);
-        adjust(&mut settings);
-        let lake = Lake::open(&settings).unwrap();
-        let ingestor = Ingestor::new(Arc::new(settings.clone()), lake.clone());
-        Self {
-            _dir: dir,
-            root,
-            settings,
-            lake,
-            ingestor,
-        }
-    }
-
+impl LakeFixture {
     /// Ingests one batch of partition `pid` with sequence numbers `seqs`, routed to
     /// `collection`, enqueued from `at` on (one millisecond apart).
     async fn batch(&self, pid: &str, seqs: RangeInclusive<i64>, collection: &str, at: DateTime<Utc>) {
@@ -227,7 +200,7 @@ fn parts_only(names: &[String]) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn clean_hour_is_sealed_exactly_once_and_raw_objects_removed() {
-    let lh = Lakehouse::new();
+    let lh = LakeFixture::new();
     // The first batch arrives exactly as the host sends it.
     let wire: Vec<WireEvent> = (0..=9)
         .map(|seq| WireEvent {
@@ -323,7 +296,7 @@ async fn clean_hour_is_sealed_exactly_once_and_raw_objects_removed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn gap_is_detected_and_reported_with_exact_ranges_in_both_hours() {
-    let lh = Lakehouse::new();
+    let lh = LakeFixture::new();
     lh.batch("0", 0..=9, ORDERS, hour(0) + TimeDelta::minutes(10)).await;
     lh.batch("0", 10..=19, ORDERS, hour(0) + TimeDelta::minutes(50)).await;
     // 20..=29 was checkpointed past: never ingested.
@@ -364,7 +337,7 @@ async fn gap_is_detected_and_reported_with_exact_ranges_in_both_hours() {
 }
 
 /// The bytes of every file in an hour folder.
-fn files(lh: &Lakehouse, collection: &str, at: DateTime<Utc>) -> BTreeMap<String, Vec<u8>> {
+fn files(lh: &LakeFixture, collection: &str, at: DateTime<Utc>) -> BTreeMap<String, Vec<u8>> {
     lh.names(collection, at)
         .into_iter()
         .map(|n| {
@@ -376,7 +349,7 @@ fn files(lh: &Lakehouse, collection: &str, at: DateTime<Utc>) -> BTreeMap<String
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_gap_repaired_next_door_updates_the_sealed_manifest_in_place_without_recompacting() {
-    let lh = Lakehouse::new();
+    let lh = LakeFixture::new();
     lh.batch("0", 0..=9, ORDERS, hour(0) + TimeDelta::minutes(10)).await;
     // 10..=19 was checkpointed past; its events belong to hour H.
     lh.batch("0", 20..=29, ORDERS, hour(1) + TimeDelta::minutes(10)).await;
@@ -429,7 +402,7 @@ async fn a_gap_repaired_next_door_updates_the_sealed_manifest_in_place_without_r
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_recheck_marker_follows_the_manifest_whoever_left_it() {
-    let lh = Lakehouse::new();
+    let lh = LakeFixture::new();
     lh.batch("0", 0..=9, ORDERS, hour(0) + TimeDelta::minutes(10)).await;
     lh.batch("0", 20..=29, ORDERS, hour(0) + TimeDelta::minutes(40)).await;
     lh.batch("0", 30..=39, ORDERS, hour(1) + TimeDelta::minutes(1)).await;
@@ -470,7 +443,7 @@ async fn the_recheck_marker_follows_the_manifest_whoever_left_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_copy_no_receipt_names_is_removed_only_from_compacted_hours() {
     for compact in [true, false] {
-        let lh = Lakehouse::with(|s| s.seal_compact = compact);
+        let lh = LakeFixture::with(|s| s.seal_compact = compact);
         lh.batch("0", 0..=9, ORDERS, hour(0) + TimeDelta::minutes(10)).await;
         lh.batch("0", 10..=19, ORDERS, hour(1) + TimeDelta::minutes(10)).await;
         // What a delivery whose receipt failed leaves: its object, under its own name.
@@ -514,7 +487,7 @@ async fn a_copy_no_receipt_names_is_removed_only_from_compacted_hours() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn overlapping_redelivery_with_different_boundaries_is_deduplicated_to_exactly_once() {
-    let lh = Lakehouse::new();
+    let lh = LakeFixture::new();
     lh.batch("0", 0..=19, ORDERS, hour(0) + TimeDelta::minutes(10)).await;
     // The host re-delivered from 10 with new batch boundaries (e.g. after a lease move).
     lh.batch(
@@ -546,7 +519,7 @@ async fn overlapping_redelivery_with_different_boundaries_is_deduplicated_to_exa
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_compaction_the_manifest_lists_raw_objects_and_only_counts_duplicates() {
-    let lh = Lakehouse::with(|s| s.seal_compact = false);
+    let lh = LakeFixture::with(|s| s.seal_compact = false);
     lh.batch("0", 0..=19, ORDERS, hour(0) + TimeDelta::minutes(10)).await;
     lh.batch("0", 10..=29, ORDERS, hour(0) + TimeDelta::minutes(11)).await;
     lh.batch("0", 30..=34, ORDERS, hour(1)).await;
@@ -570,7 +543,7 @@ async fn without_compaction_the_manifest_lists_raw_objects_and_only_counts_dupli
 
 #[tokio::test(flavor = "multi_thread")]
 async fn crash_between_compaction_and_manifest_then_rerun_reuses_identical_objects() {
-    let lh = Lakehouse::with(|s| s.seal_target_object_bytes = 1 << 10);
+    let lh = LakeFixture::with(|s| s.seal_target_object_bytes = 1 << 10);
     for b in 0..5 {
         lh.batch("0", b * 20..=b * 20 + 19, ORDERS, hour(0) + TimeDelta::minutes(b * 10))
             .await;
@@ -610,7 +583,7 @@ async fn crash_between_compaction_and_manifest_then_rerun_reuses_identical_objec
 
 #[tokio::test(flavor = "multi_thread")]
 async fn crash_between_compaction_and_manifest_then_late_data_then_rerun_replaces_stale_objects() {
-    let lh = Lakehouse::with(|s| s.seal_target_object_bytes = 1 << 10);
+    let lh = LakeFixture::with(|s| s.seal_target_object_bytes = 1 << 10);
     for b in 0..5 {
         lh.batch("1", b * 20..=b * 20 + 19, ORDERS, hour(0) + TimeDelta::minutes(b * 10))
             .await;
@@ -645,7 +618,7 @@ async fn crash_between_compaction_and_manifest_then_late_data_then_rerun_replace
 #[tokio::test(flavor = "multi_thread")]
 async fn crash_between_manifest_and_cleanup_then_rerun_removes_raw_objects() {
     for point in [FailPoint::AfterManifest, FailPoint::DuringCleanup] {
-        let lh = Lakehouse::new();
+        let lh = LakeFixture::new();
         for b in 0..4 {
             lh.batch("0", b * 10..=b * 10 + 9, ORDERS, hour(0) + TimeDelta::minutes(b * 10))
                 .await;
@@ -691,7 +664,7 @@ async fn crash_between_manifest_and_cleanup_then_rerun_removes_raw_objects() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn late_data_reopens_a_sealed_hour_and_reseals_it_as_generation_2_exactly_once() {
-    let lh = Lakehouse::new();
+    let lh = LakeFixture::new();
     for b in 0..5 {
         lh.batch("0", b * 10..=b * 10 + 9, ORDERS, hour(0) + TimeDelta::minutes(b * 10))
             .await;
@@ -743,7 +716,7 @@ async fn late_data_reopens_a_sealed_hour_and_reseals_it_as_generation_2_exactly_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_partition_does_not_hold_an_hour_it_never_wrote_to() {
-    let lh = Lakehouse::new();
+    let lh = LakeFixture::new();
     // Partition 0 writes orders in H and goes on into H+1.
     lh.batch("0", 0..=9, ORDERS, hour(0) + TimeDelta::minutes(10)).await;
     lh.batch("0", 10..=19, ORDERS, hour(1) + TimeDelta::minutes(10)).await;
@@ -767,7 +740,7 @@ async fn idle_partition_does_not_hold_an_hour_it_never_wrote_to() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_partition_that_wrote_to_the_hour_holds_it_until_grace() {
-    let lh = Lakehouse::new();
+    let lh = LakeFixture::new();
     lh.batch("0", 0..=9, ORDERS, hour(0) + TimeDelta::minutes(10)).await;
     lh.batch("0", 10..=19, ORDERS, hour(1) + TimeDelta::minutes(10)).await;
     lh.batch("1", 0..=9, ORDERS, hour(0) + TimeDelta::minutes(20)).await;
@@ -782,7 +755,7 @@ async fn a_partition_that_wrote_to_the_hour_holds_it_until_grace() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_current_hour_is_never_sealed() {
-    let lh = Lakehouse::with(|s| s.seal_grace = Duration::ZERO);
+    let lh = LakeFixture::with(|s| s.seal_grace = Duration::ZERO);
     let now = Utc::now();
     let current = now.duration_trunc(TimeDelta::hours(1)).unwrap();
     lh.batch("0", 0..=9, ORDERS, current).await;
@@ -796,7 +769,7 @@ async fn the_current_hour_is_never_sealed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_stops_at_its_budget_and_the_next_run_resumes() {
-    let lh = Lakehouse::with(|s| s.compression = Compression::None);
+    let lh = LakeFixture::with(|s| s.compression = Compression::None);
     for h in 0..3 {
         lh.batch("0", h * 10..=h * 10 + 9, ORDERS, hour(h) + TimeDelta::minutes(5))
             .await;
@@ -822,7 +795,7 @@ async fn a_run_stops_at_its_budget_and_the_next_run_resumes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_template_that_spreads_an_hour_over_folders_is_skipped_with_a_warning() {
-    let lh = Lakehouse::with(|s| {
+    let lh = LakeFixture::with(|s| {
         s.path_template = PathTemplate::parse(
             "{database}/{collection}/{yyyy}/{mm}/{dd}/{hh}/{operation}/{partition}-{first_seq}-{last_seq}",
         )
@@ -858,7 +831,7 @@ async fn huge_hour_compacts_in_bounded_memory_into_several_objects() {
     const BATCHES: i64 = 50;
     const PER_BATCH: i64 = 1000;
     let target: u64 = 256 << 10;
-    let lh = Lakehouse::with(|s| s.seal_target_object_bytes = target);
+    let lh = LakeFixture::with(|s| s.seal_target_object_bytes = target);
     for p in 0..PARTITIONS {
         let pid = p.to_string();
         for b in 0..BATCHES {
@@ -966,7 +939,7 @@ impl Drop for Handler {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn seal_over_http_answers_200_with_logs() {
-    let lh = Lakehouse::new();
+    let lh = LakeFixture::new();
     lh.batch("0", 0..=9, ORDERS, hour(0) + TimeDelta::minutes(10)).await;
     lh.batch("0", 10..=19, ORDERS, hour(1) + TimeDelta::minutes(10)).await;
     let handler = Handler::start(&lh.root);
