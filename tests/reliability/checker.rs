@@ -118,23 +118,6 @@ pub struct Expect {
     pub restarts: u64,
     /// Files allowed beside the lake directory in the local parent directory.
     pub allowed_outside: Vec<PathBuf>,
-    /// Fail on the receipt SHA-256 bug instead of repairing the receipt (see
-    /// [`REPAIR_RECEIPT_SHA_BUG`]).
-    pub strict: bool,
-}
-
-/// `bug_retried_batch_records_a_wrong_sha256_and_blocks_the_seal`: a batch that
-/// finds one of its objects already written (by an earlier, failed attempt, or by a
-/// delivery with other boundaries) records in its receipt the SHA-256 and size of the
-/// bytes it did *not* store; the seal then refuses the hour forever. Until that is
-/// fixed, the checker rewrites such receipt entries with the stored object's facts —
-/// only when the stored object holds exactly the records the entry promises — which
-/// is what the fixed handler would have written, and counts the repairs (column
-/// "sha bug"). `HUB2LAKE_STRICT=1` (or `Expect::strict`) fails instead.
-pub const REPAIR_RECEIPT_SHA_BUG: bool = false;
-
-fn strict(expect: &Expect) -> bool {
-    expect.strict || !REPAIR_RECEIPT_SHA_BUG || std::env::var("HUB2LAKE_STRICT").is_ok_and(|v| v == "1")
 }
 
 impl Expect {
@@ -218,8 +201,6 @@ pub struct Outcome {
     pub copies_removed: u64,
     /// Local lakes: object_store staging files left by a killed handler.
     pub staging_leftovers: u64,
-    /// Receipt entries rewritten because of the receipt SHA-256 bug.
-    pub receipt_sha_repairs: u64,
     /// Warnings of the (first) seal run, as the timer logs them.
     pub seal_warnings: Vec<String>,
     pub notes: Vec<String>,
@@ -298,20 +279,18 @@ async fn consumed_by_manifests(lake: &Lake) -> BTreeSet<String> {
 ///    object exists, matches its SHA-256 and decodes to exactly the records the
 ///    receipt says, unless a committed manifest has already consumed it — and every
 ///    2xx has a receipt. Returns the sequence ranges the receipts cover, per partition.
-pub async fn check_receipts(view: &LakeView, expect: &Expect) -> (BTreeMap<String, Vec<(i64, i64)>>, u64) {
+pub async fn check_receipts(view: &LakeView, expect: &Expect) -> BTreeMap<String, Vec<(i64, i64)>> {
     let lake = &view.lake;
     let consumed = consumed_by_manifests(lake).await;
     let mut covered: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
     let listed = lake.list(layout::RECEIPTS_DIR).await.expect("receipts list");
     let mut paths = BTreeSet::new();
-    let mut repairs = 0u64;
     for o in listed {
         let bytes = lake.get(&o.path).await.expect("receipt reads");
-        let mut r: Receipt =
+        let r: Receipt =
             serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("receipt {} does not parse: {e}", o.path));
         let mut records = 0u64;
-        let mut repaired = false;
-        for obj in &mut r.objects {
+        for obj in &r.objects {
             records += obj.records;
             if consumed.contains(&obj.path) {
                 // Sealed: the manifest's objects hold these records now (a copy may
@@ -322,16 +301,13 @@ pub async fn check_receipts(view: &LakeView, expect: &Expect) -> (BTreeMap<Strin
                 Some(d) => d,
                 None => panic!("receipt {} names {} which is not in the lake", o.path, obj.path),
             };
-            let sha_differs = digest_hex(&data) != obj.sha256;
-            if sha_differs && strict(expect) {
-                assert_eq!(
-                    digest_hex(&data),
-                    obj.sha256,
-                    "{}: SHA-256 differs from receipt {}",
-                    obj.path,
-                    o.path
-                );
-            }
+            assert_eq!(
+                digest_hex(&data),
+                obj.sha256,
+                "{}: SHA-256 differs from receipt {}",
+                obj.path,
+                o.path
+            );
             let lines: Vec<Key> = match obj.kind {
                 ObjectKind::Data => record_keys(&obj.path, &data).into_iter().map(|(_, k)| k).collect(),
                 ObjectKind::DeadLetter => dead_letters(&obj.path, &data)
@@ -350,25 +326,6 @@ pub async fn check_receipts(view: &LakeView, expect: &Expect) -> (BTreeMap<Strin
                     obj.last_sequence_number
                 );
             }
-            if sha_differs {
-                // The stored object holds exactly the promised records (checked just
-                // above): the receipt SHA-256 bug. Record what is really stored.
-                obj.sha256 = digest_hex(&data);
-                obj.bytes = data.len() as u64;
-                obj.uncompressed_bytes = decode_object(&data).unwrap().len() as u64;
-                repaired = true;
-                repairs += 1;
-            }
-        }
-        if repaired {
-            let body = serde_json::to_vec_pretty(&r).unwrap();
-            let attrs = hub2lake::lake::ObjectAttributes {
-                content_type: "application/json",
-                ..Default::default()
-            };
-            lake.put_overwrite(&o.path, bytes::Bytes::from(body), &attrs)
-                .await
-                .expect("receipt is rewritten");
         }
         assert_eq!(
             records, r.event_count,
@@ -388,7 +345,7 @@ pub async fn check_receipts(view: &LakeView, expect: &Expect) -> (BTreeMap<Strin
             "batch {p} {first}..{last} was answered 2xx but has no receipt {path}"
         );
     }
-    (covered, repairs)
+    covered
 }
 
 fn dead_letters(path: &str, bytes: &[u8]) -> Vec<DeadKey> {
@@ -402,7 +359,7 @@ fn dead_letters(path: &str, bytes: &[u8]) -> Vec<DeadKey> {
 /// The whole check; returns the outcome row (panics with a precise message otherwise).
 pub async fn check(view: &LakeView, expect: &Expect, now: DateTime<Utc>) -> Outcome {
     let t = std::time::Instant::now();
-    let (covered, repairs) = check_receipts(view, expect).await;
+    let covered = check_receipts(view, expect).await;
     let t_receipts = t.elapsed();
     let (first, second) = seal_all(view, now).await;
     let t_seal = t.elapsed() - t_receipts;
@@ -424,7 +381,6 @@ pub async fn check(view: &LakeView, expect: &Expect, now: DateTime<Utc>) -> Outc
         second.message
     );
     let mut out = check_sealed(view, expect, &covered).await;
-    out.receipt_sha_repairs = repairs;
     out.copies_removed = first.copies_removed;
     out.seal_warnings = first.warnings.clone();
     out.notes.push(format!(
@@ -472,7 +428,8 @@ pub async fn check_sealed(view: &LakeView, expect: &Expect, covered: &BTreeMap<S
             manifests.push((p.to_string(), m));
         } else if let Some(dir) = p.strip_suffix("/_recheck") {
             markers.insert(dir.to_string());
-        } else if p.starts_with("_hub2lake/") {
+        } else if layout::is_internal(p) {
+            // The start-up probe, left behind when its delete failed (storage outage).
             out.notes.push(format!("start-up probe left behind: {p}"));
         } else if p.ends_with(".jsonl.gz") || p.ends_with(".jsonl") {
             data_paths.push(p.to_string());

@@ -25,7 +25,7 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("target"))
 }
 
-const HEADER: [&str; 15] = [
+const HEADER: [&str; 14] = [
     "cell",
     "backend",
     "produced",
@@ -38,14 +38,13 @@ const HEADER: [&str; 15] = [
     "5xx",
     "restarts",
     "orphans",
-    "sha bug",
     "secs",
     "result",
 ];
 
 /// Renders the table (fixed-width text).
 pub fn render(title: &str, rows: &[Row]) -> String {
-    let mut cells: Vec<[String; 15]> = Vec::new();
+    let mut cells: Vec<[String; 14]> = Vec::new();
     for r in rows {
         let o = r.result.as_ref().ok();
         let n = |f: fn(&Outcome) -> u64| o.map_or("-".to_string(), |o| f(o).to_string());
@@ -62,7 +61,6 @@ pub fn render(title: &str, rows: &[Row]) -> String {
             n(|o| o.answered_5xx),
             n(|o| o.restarts),
             n(|o| o.orphans),
-            n(|o| o.receipt_sha_repairs),
             format!("{:.1}", r.elapsed.as_secs_f64()),
             match &r.result {
                 Ok(_) => "ok".to_string(),
