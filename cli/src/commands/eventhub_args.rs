@@ -80,38 +80,32 @@ mod tests {
         hub: EventHubArgs,
     }
 
+    /// The flags as given, without a connection string from the environment.
     fn parse(args: &[&str]) -> EventHubArgs {
-        Cli::try_parse_from(std::iter::once("x").chain(args.iter().copied()))
+        let mut hub = Cli::try_parse_from(std::iter::once("x").chain(args.iter().copied()))
             .expect("flags parse")
-            .hub
+            .hub;
+        hub.connection_string = None;
+        hub
     }
 
     #[test]
     fn no_destination_names_the_flag_that_wanted_one() {
-        let hub = EventHubArgs {
-            connection_string: None,
-            ..parse(&[])
-        };
+        let hub = parse(&[]);
         let e = hub.destination("--to-eventhub").unwrap_err();
         assert!(matches!(e, OpsError::Usage(ref m) if m.starts_with("--to-eventhub needs --connection-string")));
     }
 
     #[test]
     fn namespace_without_eventhub_is_a_usage_error() {
-        let hub = EventHubArgs {
-            connection_string: None,
-            ..parse(&["--namespace", "contoso"])
-        };
+        let hub = parse(&["--namespace", "contoso"]);
         let e = hub.destination("--to-eventhub").unwrap_err();
         assert!(matches!(e, OpsError::Usage(ref m) if m.contains("--namespace needs --eventhub")));
     }
 
     #[test]
     fn namespace_and_eventhub_name_an_identity_destination() {
-        let hub = EventHubArgs {
-            connection_string: None,
-            ..parse(&["--namespace", "contoso", "--eventhub", "refeed", "--credential", "auto"])
-        };
+        let hub = parse(&["--namespace", "contoso", "--eventhub", "refeed", "--credential", "auto"]);
         let d = hub.destination("--to-eventhub").unwrap();
         assert!(matches!(d, Destination::Identity { ref eventhub, .. } if eventhub == "refeed"));
     }

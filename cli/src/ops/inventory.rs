@@ -27,6 +27,7 @@ use hub2lake::seal::manifest::RECHECK_NAME;
 pub use hub2lake::seal::manifest::{PartitionSummary, RemovedCopy, UnreceiptedObject};
 pub use hub2lake::seal::plan::LoadedReceipt;
 
+// TODO(merge): the seal's public `UnitKey` (one hour format for both).
 /// One (hour, database, collection): a folder of the lake, sealed as one.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct UnitKey {
@@ -410,6 +411,7 @@ fn classify(path: &str) -> Listed {
     }
 }
 
+// TODO(merge): the handler library's one `parse_time`.
 fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
 }
@@ -743,6 +745,9 @@ async fn read_all<T: serde::de::DeserializeOwned + Send + 'static>(
 }
 
 /// Places a folder by the path template's folder part, for objects nothing names.
+// TODO(merge): this parses the template a second time; `hub2lake::lake::layout::PathTemplate`
+// keeps its pieces private. Once the handler exposes its parsed folder segments (or a
+// `match_folder`), build this from the parsed `PathTemplate` and drop `parse_pieces`.
 #[derive(Debug, Clone)]
 pub struct DirMatcher {
     segments: Vec<Vec<Piece>>,

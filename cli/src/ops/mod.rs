@@ -1,6 +1,6 @@
 //! Operator tools over a lake: what it holds ([`inventory`], [`ls`]), whether it is
 //! whole ([`verify`]), getting it out ([`get`], [`merge`]) and re-publishing recorded
-//! events to an Event Hub ([`replay`], [`eventhub`]).
+//! events to an Event Hub ([`replay`], which sends through [`hub2lake::eventhub`]).
 //!
 //! Everything here only reads the lake (nothing is written to it, nothing is deleted),
 //! so it is safe to run against a live lake while the handler and the seal timer work.
@@ -87,6 +87,7 @@ impl OpsError {
 }
 
 /// Failures an operator fixes by changing flags or credentials, not by waiting.
+// TODO(merge): the handler library's one storage-error classification.
 fn is_refusal(e: &object_store::Error) -> bool {
     matches!(
         e,

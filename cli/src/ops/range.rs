@@ -109,6 +109,7 @@ pub fn format_hour(t: DateTime<Utc>) -> String {
 }
 
 /// The start of the hour containing `t`.
+// TODO(merge): the handler library's one hour truncation (also simulator::default_start).
 pub fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
     // Truncating to an hour cannot fail for times chrono can represent.
     t.duration_trunc(TimeDelta::hours(1)).unwrap_or(t)
