@@ -421,6 +421,13 @@ async fn finish(view: &LakeView, expect: &Expect, log: &Path, cwd: &Path) -> Out
     out
 }
 
+/// The end of a simulator cell: [`finish`], and what the simulated host did.
+async fn finish_sim(view: &LakeView, expect: &Expect, log: &Path, cwd: &Path, summary: &SimulationSummary) -> Outcome {
+    let mut out = finish(view, expect, log, cwd).await;
+    note_summary(&mut out, summary);
+    out
+}
+
 // ---------------------------------------------------------------------------------
 // Simulator cells against Azurite behind a fault proxy
 // ---------------------------------------------------------------------------------
@@ -486,13 +493,12 @@ async fn storage_outage(ctx: Arc<Ctx>, seed: u64) -> Outcome {
     assert!(outage.await.unwrap(), "the outage began");
     assert!(expect.answered_5xx >= 3, "the outage was answered 5xx");
     assert!(summary.skipped_batches().is_empty());
-    let mut out = finish(&lake.view, &expect, &log, cwd.path()).await;
+    let out = finish_sim(&lake.view, &expect, &log, cwd.path(), &summary).await;
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
         text.contains("batch NOT written; answering non-2xx so the host retries"),
         "the operator sees why batches failed"
     );
-    note_summary(&mut out, &summary);
     out
 }
 
@@ -550,9 +556,7 @@ async fn azurite_stop_restart(ctx: Arc<Ctx>, seed: u64) -> Outcome {
     // Azurite is back on the same port; it stays alive until the check is done.
     let (_az, began) = outage.await.unwrap();
     assert!(began, "the outage began");
-    let mut out = finish(&lake.view, &expect, &log, cwd.path()).await;
-    note_summary(&mut out, &summary);
-    out
+    finish_sim(&lake.view, &expect, &log, cwd.path(), &summary).await
 }
 
 async fn retry_exhausted_gap(ctx: Arc<Ctx>, seed: u64) -> Outcome {
@@ -580,7 +584,7 @@ async fn retry_exhausted_gap(ctx: Arc<Ctx>, seed: u64) -> Outcome {
         .collect();
     assert_eq!(skipped, [("1".to_string(), 100, 149)], "exactly that batch is skipped");
     expect.exact_gaps = Some(skipped.into_iter().collect());
-    let mut out = finish(&lake.view, &expect, &log, cwd.path()).await;
+    let out = finish_sim(&lake.view, &expect, &log, cwd.path(), &summary).await;
     // What the operator sees: the seal's warning names the exact range.
     assert!(
         out.seal_warnings
@@ -589,7 +593,6 @@ async fn retry_exhausted_gap(ctx: Arc<Ctx>, seed: u64) -> Outcome {
         "{:?}",
         out.seal_warnings
     );
-    note_summary(&mut out, &summary);
     out
 }
 
@@ -612,9 +615,7 @@ async fn handler_sigkill(ctx: Arc<Ctx>, seed: u64) -> Outcome {
     // Two kill points may hit one process (batches in flight at once): 1 to 3 restarts.
     assert!((1..=3).contains(&summary.restarts.len()), "{:#?}", summary.restarts);
     assert!(summary.skipped_batches().is_empty());
-    let mut out = finish(&view, &expect, &log, parent.path()).await;
-    note_summary(&mut out, &summary);
-    out
+    finish_sim(&view, &expect, &log, parent.path(), &summary).await
 }
 
 async fn handler_sigkill_azure(ctx: Arc<Ctx>, seed: u64) -> Outcome {
@@ -633,9 +634,7 @@ async fn handler_sigkill_azure(ctx: Arc<Ctx>, seed: u64) -> Outcome {
     let cwd = tempfile::tempdir().unwrap();
     let (summary, expect) = sim.run(cwd.path(), &log).await;
     assert!((1..=2).contains(&summary.restarts.len()), "{:#?}", summary.restarts);
-    let mut out = finish(&lake.view, &expect, &log, cwd.path()).await;
-    note_summary(&mut out, &summary);
-    out
+    finish_sim(&lake.view, &expect, &log, cwd.path(), &summary).await
 }
 
 async fn outage_finite_retry(ctx: Arc<Ctx>, seed: u64) -> Outcome {
@@ -662,9 +661,8 @@ async fn outage_finite_retry(ctx: Arc<Ctx>, seed: u64) -> Outcome {
     let (summary, expect) = sim.run(parent.path(), &log).await;
     assert!(!blocker.is_file(), "the outage ended");
     assert!(!summary.skipped_batches().is_empty(), "batches were checkpointed past");
-    let mut out = finish(&view, &expect, &log, parent.path()).await;
+    let out = finish_sim(&view, &expect, &log, parent.path(), &summary).await;
     assert!(out.gap_ranges >= 1, "the skipped batches show up as gaps");
-    note_summary(&mut out, &summary);
     out
 }
 
@@ -677,9 +675,7 @@ async fn partitions_16(ctx: Arc<Ctx>, seed: u64) -> Outcome {
     sim.env = local_env(&parent.path().join("lake"));
     let (summary, expect) = sim.run(parent.path(), &log).await;
     assert_eq!(summary.events_acknowledged(), 2400);
-    let mut out = finish(&view, &expect, &log, parent.path()).await;
-    note_summary(&mut out, &summary);
-    out
+    finish_sim(&view, &expect, &log, parent.path(), &summary).await
 }
 
 // ---------------------------------------------------------------------------------
