@@ -515,31 +515,8 @@ async fn partition_task(
         if *stop.borrow() {
             return TaskEnd::HandlerDown("stopping".into());
         }
-        let (batch, from, to) = {
-            let mut st = lock(&sh.parts[p]);
-            if st.next >= st.total {
-                // Recent Event Hubs extensions also checkpoint an idle/closing partition.
-                if st.since_checkpoint > 0 {
-                    st.checkpoint = st.next;
-                    st.checkpointed = true;
-                    st.since_checkpoint = 0;
-                }
-                st.finished = true;
-                let (next, ck) = (st.next, st.checkpointed.then(|| sh.seq(p, st.checkpoint) - 1));
-                drop(st);
-                if let Some(o) = &sh.observer {
-                    o.progress(p, next, ck);
-                }
-                sh.progress.notify_one();
-                return TaskEnd::Finished;
-            }
-            let from = st.next;
-            let to = (from + sh.batch_size).min(st.total);
-            let batch = from / sh.batch_size;
-            if !st.sent_batches.insert(batch) {
-                st.redeliveries += 1;
-            }
-            (batch, from, to)
+        let Some((batch, from, to)) = next_batch(&sh, p) else {
+            return TaskEnd::Finished;
         };
         let events: Vec<_> = (from..to).map(|i| sh.hub.event(p, i)).collect();
         let (first_seq, last_seq) = (sh.seq(p, from), sh.seq(p, to - 1));
@@ -579,16 +556,7 @@ async fn partition_task(
                 outcome: outcome.clone(),
                 checkpoint: None,
             };
-            {
-                let mut st = lock(&sh.parts[p]);
-                st.invocations += 1;
-                if retry_count > 0 {
-                    st.retries += 1;
-                }
-                if matches!(outcome, Outcome::Failed { .. }) {
-                    st.failed += 1;
-                }
-            }
+            count_invocation(&sh, p, retry_count, &outcome);
             match &outcome {
                 Outcome::HandlerDied { .. } => {
                     sh.record(record);
@@ -630,6 +598,47 @@ async fn partition_task(
                 }
             }
         }
+    }
+}
+
+/// The next batch of partition `p` as (batch number, first index, end index), or
+/// `None` when the partition has no more events (it is then marked finished).
+fn next_batch(sh: &Shared, p: usize) -> Option<(u64, u64, u64)> {
+    let mut st = lock(&sh.parts[p]);
+    if st.next >= st.total {
+        // Recent Event Hubs extensions also checkpoint an idle/closing partition.
+        if st.since_checkpoint > 0 {
+            st.checkpoint = st.next;
+            st.checkpointed = true;
+            st.since_checkpoint = 0;
+        }
+        st.finished = true;
+        let (next, ck) = (st.next, st.checkpointed.then(|| sh.seq(p, st.checkpoint) - 1));
+        drop(st);
+        if let Some(o) = &sh.observer {
+            o.progress(p, next, ck);
+        }
+        sh.progress.notify_one();
+        return None;
+    }
+    let from = st.next;
+    let to = (from + sh.batch_size).min(st.total);
+    let batch = from / sh.batch_size;
+    if !st.sent_batches.insert(batch) {
+        st.redeliveries += 1;
+    }
+    Some((batch, from, to))
+}
+
+/// Counts one invocation of partition `p` (a retry if `retry_count > 0`, failed or not).
+fn count_invocation(sh: &Shared, p: usize, retry_count: u32, outcome: &Outcome) {
+    let mut st = lock(&sh.parts[p]);
+    st.invocations += 1;
+    if retry_count > 0 {
+        st.retries += 1;
+    }
+    if matches!(outcome, Outcome::Failed { .. }) {
+        st.failed += 1;
     }
 }
 
