@@ -269,6 +269,22 @@ mod tests {
         assert!(needs.versions.windows(2).all(|w| w[0] < w[1]));
     }
 
+    /// Renaming the base version every x86-64 glibc binary needs (GLIBC_2.2.5) to
+    /// GLIBC_9.9.9 in a real executable's string table raises what it needs to 9.9.
+    #[test]
+    fn a_renamed_version_in_real_elf_bytes_is_what_it_needs() {
+        let mut bytes = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let from = b"GLIBC_2.2.5\0";
+        let at = bytes
+            .windows(from.len())
+            .position(|w| w == from)
+            .expect("an x86-64 glibc binary names GLIBC_2.2.5");
+        bytes[at..at + from.len()].copy_from_slice(b"GLIBC_9.9.9\0");
+        let needs = glibc_needs(&bytes).unwrap();
+        assert_eq!(needs.newest(), Some(GlibcVersion { major: 9, minor: 9 }));
+        assert!(!needs.within(GLIBC_FLOOR));
+    }
+
     #[test]
     fn refuses_what_is_not_a_linux_x86_64_elf() {
         assert!(matches!(glibc_needs(b"#!/bin/sh\necho hi\n"), Err(ElfError::NotElf)));
@@ -279,7 +295,10 @@ mod tests {
         assert!(matches!(glibc_needs(&header), Err(ElfError::NotElf64Le)));
         header[4] = 2;
         header[0x12] = 183; // EM_AARCH64
-        assert!(matches!(glibc_needs(&header), Err(ElfError::NotX86_64 { machine: 183 })));
+        assert!(matches!(
+            glibc_needs(&header),
+            Err(ElfError::NotX86_64 { machine: 183 })
+        ));
     }
 
     #[test]

@@ -45,7 +45,10 @@ pub fn run(args: &PackageArgs) -> anyhow::Result<ExitCode> {
     }
     println!("zip:        {}", built.zip.display());
     println!("handler:    {} ({})", handler.path.display(), handler.floor_note());
-    println!("\nrehearse:   hub2lake simulate --app {} --lake /tmp/lake", built.app_dir.display());
+    println!(
+        "\nrehearse:   hub2lake simulate --app {} --lake /tmp/lake",
+        built.app_dir.display()
+    );
     println!("run locally:  cd {} && func start", built.app_dir.display());
     println!(
         "deploy (zip): az functionapp deployment source config-zip -g <rg> -n <app> --src {}",
@@ -74,7 +77,8 @@ impl ShippableHandler {
 /// it meets the floor, or one built by [`BUILD_SCRIPT`].
 fn shippable_handler(args: &PackageArgs) -> anyhow::Result<ShippableHandler> {
     if let Some(given) = &args.handler {
-        return check_floor(given);
+        return check_floor(given)
+            .map_err(|e| anyhow::anyhow!("{e:#}; or run `hub2lake package` without --handler, which builds it"));
     }
     let beside = std::env::current_exe()
         .context("cannot locate this program")?
@@ -88,7 +92,7 @@ fn shippable_handler(args: &PackageArgs) -> anyhow::Result<ShippableHandler> {
         format!("there is no handler next to this program ({})", beside.display())
     };
     if args.no_build {
-        bail!("{why_build}");
+        bail!("{why_build} (--no-build: not building one)");
     }
     let script = args.source.join(BUILD_SCRIPT);
     if !script.is_file() {
@@ -118,11 +122,7 @@ fn run_build_script(script: &Path) -> anyhow::Result<PathBuf> {
         .output()
         .with_context(|| format!("cannot run bash {}", script.display()))?;
     if !output.status.success() {
-        bail!(
-            "{} failed ({}); its output is above",
-            script.display(),
-            output.status
-        );
+        bail!("{} failed ({}); its output is above", script.display(), output.status);
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     let path = stdout
@@ -147,7 +147,7 @@ pub fn check_floor(path: &Path) -> anyhow::Result<ShippableHandler> {
             "{} needs {newest}, above the floor {GLIBC_FLOOR}: the Functions Linux images have glibc 2.31 \
              (bullseye) or 2.36 (bookworm), and a handler that needs more never starts (\"host cannot start \
              the worker\"). Build it with `{BUILD_SCRIPT}` (cargo zigbuild --target \
-             x86_64-unknown-linux-gnu.2.28) and pack that, or run `hub2lake package` without --handler",
+             x86_64-unknown-linux-gnu.2.28) and pack that",
             path.display()
         ),
         _ => Ok(ShippableHandler {

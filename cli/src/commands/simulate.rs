@@ -127,7 +127,9 @@ pub fn handler_path(given: Option<&Path>) -> anyhow::Result<PathBuf> {
 /// layout, whose handler is built into target/). A packaged app without its handler
 /// is an error: rehearsing it with another handler would test something else.
 pub fn app_handler(app_root: &Path, host_json: Option<&Path>) -> anyhow::Result<Option<PathBuf>> {
-    let host_path = host_json.map(Path::to_path_buf).unwrap_or_else(|| app_root.join("host.json"));
+    let host_path = host_json
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| app_root.join("host.json"));
     let Ok(text) = std::fs::read_to_string(&host_path) else {
         return Ok(None);
     };

@@ -35,7 +35,10 @@ pub const FLEX_INVALID_SITE_PROPERTIES: &[(&str, &str)] = &[
     ("isXenon", "not valid"),
     ("windowsFxVersion", "not valid"),
     ("alwaysOn", "not valid"),
-    ("preWarmedInstanceCount", "replaced by functionAppConfig.scaleAndConcurrency.alwaysReady"),
+    (
+        "preWarmedInstanceCount",
+        "replaced by functionAppConfig.scaleAndConcurrency.alwaysReady",
+    ),
     (
         "functionAppScaleLimit",
         "replaced by functionAppConfig.scaleAndConcurrency.maximumInstanceCount",
@@ -54,14 +57,29 @@ pub const FLEX_INVALID_SITE_PROPERTIES: &[(&str, &str)] = &[
 pub const FLEX_INVALID_APP_SETTINGS: &[(&str, &str)] = &[
     ("FUNCTIONS_EXTENSION_VERSION", "set by the platform"),
     ("FUNCTIONS_WORKER_RUNTIME", "replaced by functionAppConfig.runtime.name"),
-    ("FUNCTIONS_WORKER_RUNTIME_VERSION", "replaced by functionAppConfig.runtime.version"),
-    ("WEBSITE_NODE_DEFAULT_VERSION", "replaced by functionAppConfig.runtime.version"),
-    ("FUNCTIONS_MAX_HTTP_CONCURRENCY", "replaced by scaleAndConcurrency.triggers"),
+    (
+        "FUNCTIONS_WORKER_RUNTIME_VERSION",
+        "replaced by functionAppConfig.runtime.version",
+    ),
+    (
+        "WEBSITE_NODE_DEFAULT_VERSION",
+        "replaced by functionAppConfig.runtime.version",
+    ),
+    (
+        "FUNCTIONS_MAX_HTTP_CONCURRENCY",
+        "replaced by scaleAndConcurrency.triggers",
+    ),
     ("FUNCTIONS_WORKER_PROCESS_COUNT", "not valid"),
     ("FUNCTIONS_WORKER_DYNAMIC_CONCURRENCY_ENABLED", "not valid"),
-    ("WEBSITE_CONTENTAZUREFILECONNECTIONSTRING", "replaced by functionAppConfig.deployment"),
+    (
+        "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
+        "replaced by functionAppConfig.deployment",
+    ),
     ("WEBSITE_CONTENTSHARE", "replaced by functionAppConfig.deployment"),
-    ("WEBSITE_RUN_FROM_PACKAGE", "Flex deploys from functionAppConfig.deployment"),
+    (
+        "WEBSITE_RUN_FROM_PACKAGE",
+        "Flex deploys from functionAppConfig.deployment",
+    ),
 ];
 
 /// A Flex site sets nothing from the deprecations table, and its app settings
@@ -171,7 +189,9 @@ fn flex_side<'a>(
             }
         }
         "ternary_expression" => {
-            let condition = node.child_by_field_name("condition").map(|c| file.text(c).replace(' ', ""));
+            let condition = node
+                .child_by_field_name("condition")
+                .map(|c| file.text(c).replace(' ', ""));
             let side = match condition.as_deref() {
                 Some("isFlex") | Some("planSku=='FC1'") => node.child_by_field_name("consequence"),
                 Some("!isFlex") | Some("planSku!='FC1'") => node.child_by_field_name("alternative"),
@@ -299,7 +319,7 @@ struct Declared {
     default: Option<i64>,
 }
 
-fn declared(file: &BicepFile, name: &str) -> Option<(Node<'_>, Declared)> {
+fn declared<'a>(file: &'a BicepFile, name: &str) -> Option<(Node<'a>, Declared)> {
     let statements = file.top_level();
     for (i, node) in statements.iter().enumerate() {
         if node.kind() != "parameter_declaration" {
@@ -310,14 +330,20 @@ fn declared(file: &BicepFile, name: &str) -> Option<(Node<'_>, Declared)> {
         if named.next().map(|n| file.text(n)) != Some(name) {
             continue;
         }
-        let default = named.last().filter(|n| n.kind() == "number").and_then(|n| file.text(n).parse().ok());
+        let default = named
+            .last()
+            .filter(|n| n.kind() == "number")
+            .and_then(|n| file.text(n).parse().ok());
         let mut out = Declared {
             allowed: None,
             min: None,
             max: None,
             default,
         };
-        let decorators = i.checked_sub(1).map(|j| statements[j]).filter(|d| d.kind() == "decorators");
+        let decorators = i
+            .checked_sub(1)
+            .map(|j| statements[j])
+            .filter(|d| d.kind() == "decorators");
         for call in decorators.map(|d| file_nodes(d, "call_expression")).unwrap_or_default() {
             let function = call.child_by_field_name("function").map(|f| file.text(f));
             let numbers: Vec<i64> = call
@@ -449,7 +475,10 @@ pub fn check_azd_alpha(root: &Path) -> Vec<Problem> {
     files.retain(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"));
     files.sort();
     for path in files {
-        let rel = format!(".github/workflows/{}", path.file_name().unwrap_or_default().to_string_lossy());
+        let rel = format!(
+            ".github/workflows/{}",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        );
         match std::fs::read_to_string(&path) {
             Ok(text) => problems.extend(check_workflow_alpha(&rel, &text)),
             Err(e) => problems.push(whole_file(&rel, format!("cannot read: {e}"))),
@@ -489,11 +518,18 @@ pub fn check_workflow_alpha(rel: &str, text: &str) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut enabled = false;
     for (i, line) in lines[..first_azd].iter().enumerate() {
-        let Some((key, value)) = line.split_once(':') else { continue };
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
         if is_comment(line) || key.trim() != AZD_ALPHA_ENV {
             continue;
         }
-        let value = value.split(" #").next().unwrap_or("").trim().trim_matches(|c| c == '\'' || c == '"');
+        let value = value
+            .split(" #")
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches(|c| c == '\'' || c == '"');
         if !PARSE_BOOL_TRUE.contains(&value) {
             problems.push(problem(
                 i,
@@ -550,9 +586,7 @@ fn check_docs_alpha(root: &Path) -> Vec<Problem> {
             file: rel.to_string(),
             line: azd + 1,
             col: 1,
-            message: format!(
-                "runs azd before enabling `language: custom`: put `{AZD_ALPHA_CONFIG_COMMAND}` first"
-            ),
+            message: format!("runs azd before enabling `language: custom`: put `{AZD_ALPHA_CONFIG_COMMAND}` first"),
         }],
     }
 }

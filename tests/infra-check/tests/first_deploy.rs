@@ -36,7 +36,11 @@ fn flex_check_catches_other_deprecated_site_properties_in_any_case() {
         "      minTlsVersion: '1.2'\n",
         "      minTlsVersion: '1.2'\n      use32BitWorkerProcess: false\n      LinuxFxVersion: 'custom'\n",
     );
-    sandbox.replace(rel, "    httpsOnly: true\n", "    httpsOnly: true\n    alwaysOn: true\n");
+    sandbox.replace(
+        rel,
+        "    httpsOnly: true\n",
+        "    httpsOnly: true\n    alwaysOn: true\n",
+    );
     let problems = check_flex_site(sandbox.root());
     assert_reported(&problems, &[rel, "`use32BitWorkerProcess`", "32-bit"]);
     assert_reported(&problems, &[rel, "`linuxFxVersion`"]);
@@ -47,7 +51,10 @@ fn flex_check_catches_other_deprecated_site_properties_in_any_case() {
 fn flex_check_leaves_the_premium_site_its_ftps_state() {
     let sandbox = Sandbox::new();
     let premium = sandbox.read("infra/modules/function-site-premium.bicep");
-    assert!(premium.contains("ftpsState: 'Disabled'"), "the Premium site keeps FTPS off");
+    assert!(
+        premium.contains("ftpsState: 'Disabled'"),
+        "the Premium site keeps FTPS off"
+    );
     assert_clean("flex check", &check_flex_site(sandbox.root()));
 }
 
@@ -81,7 +88,10 @@ fn flex_check_fails_when_there_is_no_flex_site_to_check() {
 #[test]
 fn limits_check_catches_standard_retention_above_seven_days() {
     let sandbox = Sandbox::new();
-    assert_clean("limits check on an intact copy", &check_parameter_limits(sandbox.root()));
+    assert_clean(
+        "limits check on an intact copy",
+        &check_parameter_limits(sandbox.root()),
+    );
     sandbox.replace(
         "infra/main.bicep",
         "@maxValue(7)\nparam eventHubMessageRetentionInDays",
@@ -96,7 +106,11 @@ fn limits_check_catches_standard_retention_above_seven_days() {
 #[test]
 fn limits_check_catches_a_premium_capacity_arm_rejects() {
     let sandbox = Sandbox::new();
-    sandbox.replace("infra/main.bicep", "  8\n  16\n])\nparam eventHubPremiumProcessingUnits", "  8\n  12\n  16\n])\nparam eventHubPremiumProcessingUnits");
+    sandbox.replace(
+        "infra/main.bicep",
+        "  8\n  16\n])\nparam eventHubPremiumProcessingUnits",
+        "  8\n  12\n  16\n])\nparam eventHubPremiumProcessingUnits",
+    );
     assert_reported(
         &check_parameter_limits(sandbox.root()),
         &["`eventHubPremiumProcessingUnits` allows 12", "one of 1, 2, 4, 8, 16"],
@@ -107,10 +121,26 @@ fn limits_check_catches_a_premium_capacity_arm_rejects() {
 fn limits_check_catches_a_missing_bound_a_bad_default_and_a_dropped_parameter() {
     let sandbox = Sandbox::new();
     let rel = "infra/main.bicep";
-    sandbox.replace(rel, "@maxValue(1000)\nparam flexMaximumInstanceCount", "param flexMaximumInstanceCount");
-    sandbox.replace(rel, "param logRetentionInDays int = 30", "param logRetentionInDays int = 7");
-    sandbox.replace(rel, "param eventHubPartitionCount int = 4", "param eventHubPartitions int = 4");
-    sandbox.replace(rel, "partitionCount: eventHubPartitionCount", "partitionCount: eventHubPartitions");
+    sandbox.replace(
+        rel,
+        "@maxValue(1000)\nparam flexMaximumInstanceCount",
+        "param flexMaximumInstanceCount",
+    );
+    sandbox.replace(
+        rel,
+        "param logRetentionInDays int = 30",
+        "param logRetentionInDays int = 7",
+    );
+    sandbox.replace(
+        rel,
+        "param eventHubPartitionCount int = 4",
+        "param eventHubPartitions int = 4",
+    );
+    sandbox.replace(
+        rel,
+        "partitionCount: eventHubPartitionCount",
+        "partitionCount: eventHubPartitions",
+    );
     let problems = check_parameter_limits(sandbox.root());
     assert_reported(&problems, &["`flexMaximumInstanceCount` has no @maxValue bound"]);
     assert_reported(&problems, &["`logRetentionInDays` defaults to 7"]);
@@ -153,7 +183,10 @@ fn alpha_check_catches_a_value_azd_reads_as_false_and_a_flag_outside_env() {
         ".github/workflows/other.yml",
         "name: other\non: workflow_dispatch\njobs:\n  up:\n    runs-on: ubuntu-latest\n    steps:\n      - with:\n          AZD_ALPHA_ENABLE_LANGUAGE_CUSTOM: true\n        run: azd up --no-prompt\n",
     );
-    assert_reported(&check_azd_alpha(sandbox.root()), &[".github/workflows/other.yml", "`env:` block"]);
+    assert_reported(
+        &check_azd_alpha(sandbox.root()),
+        &[".github/workflows/other.yml", "`env:` block"],
+    );
 }
 
 #[test]
@@ -163,7 +196,10 @@ fn alpha_check_accepts_azd_config_set_and_catches_docs_that_run_azd_first() {
         ".github/workflows/other.yml",
         "jobs:\n  up:\n    steps:\n      - run: azd config set alpha.language.custom on\n      - run: azd provision --no-prompt\n",
     );
-    assert_clean("a workflow that runs azd config set first", &check_azd_alpha(sandbox.root()));
+    assert_clean(
+        "a workflow that runs azd config set first",
+        &check_azd_alpha(sandbox.root()),
+    );
 
     let rel = "docs/deploy.md";
     let docs = sandbox.read(rel);
@@ -174,5 +210,8 @@ fn alpha_check_accepts_azd_config_set_and_catches_docs_that_run_azd_first() {
         .collect();
     assert_ne!(without, docs, "docs/deploy.md enables the alpha feature");
     sandbox.write(rel, &without);
-    assert_reported(&check_azd_alpha(sandbox.root()), &[rel, "put `azd config set alpha.language.custom on` first"]);
+    assert_reported(
+        &check_azd_alpha(sandbox.root()),
+        &[rel, "put `azd config set alpha.language.custom on` first"],
+    );
 }

@@ -48,7 +48,10 @@ impl Sandbox {
         let dir = tempfile::tempdir().expect("temp dir");
         copy_dir(&repo_root().join("infra"), &dir.path().join("infra"));
         fs::copy(repo_root().join("azure.yaml"), dir.path().join("azure.yaml")).expect("azure.yaml");
-        copy_dir(&repo_root().join(".github/workflows"), &dir.path().join(".github/workflows"));
+        copy_dir(
+            &repo_root().join(".github/workflows"),
+            &dir.path().join(".github/workflows"),
+        );
         fs::create_dir_all(dir.path().join("docs")).unwrap();
         fs::copy(repo_root().join("docs/deploy.md"), dir.path().join("docs/deploy.md")).expect("docs/deploy.md");
         let sandbox = Self { dir };
