@@ -54,7 +54,7 @@ if [ "$have_zig" != "$ZIGLANG_VERSION" ]; then
   export CARGO_ZIGBUILD_PYTHON_PATH="$venv/bin/python3"
 fi
 
-have_cz="$(cargo zigbuild --version 2>/dev/null | awk '{print $2}' || true)"
+have_cz="$(cargo-zigbuild --version 2>/dev/null | awk '{print $2}' || true)"
 if [ "$have_cz" != "$CARGO_ZIGBUILD_VERSION" ]; then
   say "installing cargo-zigbuild $CARGO_ZIGBUILD_VERSION (found: ${have_cz:-none}); takes a few minutes"
   cargo install cargo-zigbuild --locked --version "$CARGO_ZIGBUILD_VERSION" >&2

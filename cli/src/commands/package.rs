@@ -67,7 +67,7 @@ pub struct ShippableHandler {
 impl ShippableHandler {
     fn floor_note(&self) -> String {
         match self.needs.newest() {
-            Some(v) => format!("needs glibc {v} at most; floor {GLIBC_FLOOR}"),
+            Some(v) => format!("needs {v} at most; floor {GLIBC_FLOOR}"),
             None => "needs no glibc".to_string(),
         }
     }

@@ -171,10 +171,12 @@ pub fn lake_url(dir_or_url: &str) -> anyhow::Result<String> {
 /// Builds the library configuration from the flags.
 pub fn prepare(args: &SimulateArgs, bundled_fallback: bool) -> anyhow::Result<Prepared> {
     let app_root = std::path::absolute(&args.app).with_context(|| format!("bad --app {}", args.app.display()))?;
-    let handler = match (&args.handler, app_handler(&app_root, args.host_json.as_deref())?) {
-        (Some(given), _) => handler_path(Some(given))?,
-        (None, Some(packaged)) => packaged,
-        (None, None) => handler_path(None)?,
+    let handler = match &args.handler {
+        Some(given) => handler_path(Some(given))?,
+        None => match app_handler(&app_root, args.host_json.as_deref())? {
+            Some(packaged) => packaged,
+            None => handler_path(None)?,
+        },
     };
     let mut settings: BTreeMap<String, String> = BTreeMap::new();
     if let Some(file) = &args.settings {
