@@ -71,9 +71,12 @@ fn the_packaged_handler_needs_glibc_2_28_at_most_by_our_reading_and_by_objdump()
     assert!(newest <= GLIBC_FLOOR, "packaged handler needs {newest}");
     // An independent reader of the same table.
     assert_eq!(objdump_newest_glibc(&handler), newest);
-    // Shipped stripped (the deploy profile): no .symtab left.
-    let sections = Command::new("objdump").arg("-h").arg(&handler).output().unwrap();
-    assert!(!String::from_utf8_lossy(&sections.stdout).contains(".symtab"));
+    if objdump_newest_glibc(&hub2lake_testkit::handler_exe()) > GLIBC_FLOOR {
+        // package had to build it (scripts/build-handler.sh, the deploy profile):
+        // shipped stripped, no .symtab left.
+        let sections = Command::new("objdump").arg("-h").arg(&handler).output().unwrap();
+        assert!(!String::from_utf8_lossy(&sections.stdout).contains(".symtab"));
+    }
 }
 
 #[test]

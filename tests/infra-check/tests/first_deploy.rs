@@ -215,3 +215,66 @@ fn alpha_check_accepts_azd_config_set_and_catches_docs_that_run_azd_first() {
         &[rel, "put `azd config set alpha.language.custom on` first"],
     );
 }
+
+/// The Premium app runs from `WEBSITE_RUN_FROM_PACKAGE = <deployment container>/<blob>`;
+/// scripts/deploy-premium.sh must upload exactly that blob, and azd must not try its
+/// zip deploy (refused while that setting is a URL) on an EP plan.
+#[test]
+fn the_premium_deploy_path_uploads_the_blob_the_app_runs_from() {
+    let root = repo_root();
+    let read = |rel: &str| std::fs::read_to_string(root.join(rel)).unwrap();
+    let app = read("infra/modules/function-app.bicep");
+    let main = read("infra/main.bicep");
+    let script = read("scripts/deploy-premium.sh");
+    let azure_yaml = read("azure.yaml");
+
+    assert!(app.contains("WEBSITE_RUN_FROM_PACKAGE: '${deploymentContainerUrl}/${premiumPackageBlobName}'"));
+    assert!(app.contains("param premiumPackageBlobName string = 'hub2lake-app.zip'"));
+    assert!(script.contains("blob_name=hub2lake-app.zip"));
+    assert!(script.contains("hub2lake package") || script.contains("-- package --out dist"));
+    assert!(main.contains("deploymentContainerName: 'app-package'"));
+    assert!(script.contains("--container-name app-package"));
+    assert!(script.contains(r#"package_url="${DEPLOYMENT_CONTAINER_URL%/}/$blob_name""#));
+    assert!(
+        script.contains(r#"if [ "$runs_from" != "$package_url" ]"#),
+        "it checks the app runs from that blob"
+    );
+    assert!(azure_yaml.contains("predeploy:") && azure_yaml.contains("scripts/deploy-premium.sh"));
+}
+
+/// azure.yaml's predeploy hook, run as azd runs it (sh), lets Flex through and stops
+/// an Elastic Premium deploy naming the script that does it.
+#[test]
+fn the_predeploy_hook_stops_azd_deploy_on_premium_only() {
+    let azure_yaml = std::fs::read_to_string(repo_root().join("azure.yaml")).unwrap();
+    let lines: Vec<&str> = azure_yaml.lines().collect();
+    let hook = lines
+        .iter()
+        .position(|l| l.trim() == "predeploy:")
+        .expect("a predeploy hook");
+    let run = hook
+        + lines[hook..]
+            .iter()
+            .position(|l| l.trim() == "run: |")
+            .expect("an inline script");
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let body_indent = indent(lines[run + 1]);
+    let script: String = lines[run + 1..]
+        .iter()
+        .take_while(|l| l.trim().is_empty() || indent(l) >= body_indent)
+        .map(|l| format!("{}\n", l.get(body_indent..).unwrap_or("")))
+        .collect();
+    let run_with = |sku: Option<&str>| {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg("-c").arg(&script).env_remove("AZURE_FUNCTION_PLAN_SKU");
+        if let Some(sku) = sku {
+            cmd.env("AZURE_FUNCTION_PLAN_SKU", sku);
+        }
+        cmd.output().unwrap()
+    };
+    assert!(run_with(Some("FC1")).status.success());
+    assert!(run_with(None).status.success(), "FC1 is the default");
+    let premium = run_with(Some("EP1"));
+    assert!(!premium.status.success());
+    assert!(String::from_utf8_lossy(&premium.stderr).contains("scripts/deploy-premium.sh"));
+}
