@@ -118,10 +118,26 @@ param existingLakeResourceGroupName string = ''
 ])
 param eventHubSku string = 'Standard'
 
-@description('Throughput units (Standard) or processing units (Premium).')
+// ARM's limits differ by tier, and a parameter's decorators cannot depend on another
+// parameter: so each tier has its own capacity and retention parameters, each bounded
+// by what ARM accepts for that tier (Event Hubs quotas: Standard 1-40 throughput
+// units and at most 7 days retention; Premium 1, 2, 4, 8 or 16 processing units and
+// at most 90 days). tests/infra-check (check_parameter_limits) holds them to that.
+
+@description('Standard only: throughput units (1-40).')
 @minValue(1)
 @maxValue(40)
 param eventHubCapacity int = 1
+
+@description('Premium only: processing units (1, 2, 4, 8 or 16).')
+@allowed([
+  1
+  2
+  4
+  8
+  16
+])
+param eventHubPremiumProcessingUnits int = 1
 
 @description('Event hub (topic) name.')
 @minLength(1)
@@ -133,10 +149,15 @@ param eventHubName string = 'events'
 @maxValue(32)
 param eventHubPartitionCount int = 4
 
-@description('Days events are retained in a newly created hub (Standard: at most 7).')
+@description('Standard only: days events are retained in a newly created hub (1-7).')
+@minValue(1)
+@maxValue(7)
+param eventHubMessageRetentionInDays int = 7
+
+@description('Premium only: days events are retained in a newly created hub (1-90).')
 @minValue(1)
 @maxValue(90)
-param eventHubMessageRetentionInDays int = 7
+param eventHubPremiumMessageRetentionInDays int = 7
 
 @description('Dedicated consumer group that hub2lake reads with.')
 @minLength(1)
@@ -249,10 +270,10 @@ module eventHubs 'modules/event-hubs.bicep' = {
     location: location
     tags: allTags
     skuName: eventHubSku
-    capacity: eventHubCapacity
+    capacity: eventHubSku == 'Premium' ? eventHubPremiumProcessingUnits : eventHubCapacity
     eventHubName: eventHubName
     partitionCount: eventHubPartitionCount
-    messageRetentionInDays: eventHubMessageRetentionInDays
+    messageRetentionInDays: eventHubSku == 'Premium' ? eventHubPremiumMessageRetentionInDays : eventHubMessageRetentionInDays
     consumerGroupName: eventHubConsumerGroup
     identityPrincipalId: identity.outputs.principalId
     senderPrincipalId: principalId

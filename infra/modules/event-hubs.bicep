@@ -23,7 +23,7 @@ param tags object = {}
 ])
 param skuName string = 'Standard'
 
-@description('Throughput units (Standard) or processing units (Premium).')
+@description('Throughput units (Standard: 1-40) or processing units (Premium: 1, 2, 4, 8 or 16); main.bicep bounds each per tier.')
 @minValue(1)
 @maxValue(40)
 param capacity int = 1
@@ -34,6 +34,7 @@ param eventHubName string
 @maxValue(32)
 param partitionCount int = 4
 
+@description('Standard: at most 7 days; Premium: at most 90 (main.bicep bounds each per tier).')
 @minValue(1)
 @maxValue(90)
 param messageRetentionInDays int = 7

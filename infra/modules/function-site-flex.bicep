@@ -39,9 +39,15 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: planId
     httpsOnly: true
+    // Only what Flex Consumption accepts: Learn's "Flex Consumption plan deprecations"
+    // table (functions-app-settings) lists ftpsState (FTPS not supported),
+    // use32BitWorkerProcess, isReserved, alwaysOn, linuxFxVersion,
+    // functionAppScaleLimit, ... as invalid here, and newer regional stamps reject
+    // ftpsState outright ("FtpsState ... for Flex Consumption sites is invalid",
+    // Azure/terraform-azurerm-avm-res-web-site#360). FTP is off anyway: Flex has no
+    // FTP endpoint. tests/infra-check (check_flex_site) keeps it that way.
     siteConfig: {
       minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
     }
     functionAppConfig: {
       deployment: {

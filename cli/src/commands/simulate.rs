@@ -15,10 +15,14 @@ use crate::simulator::{
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimulateArgs {
-    /// The handler executable [default: `handler` next to this program].
+    /// The handler executable [default: the one the app's host.json names
+    /// (customHandler.description.defaultExecutablePath) if the app folder holds it, as in a
+    /// packaged app; else `handler` next to this program].
     #[arg(long, value_name = "PATH")]
     pub handler: Option<PathBuf>,
     /// The Functions app folder: host.json and functions/<name>/function.json (or <name>/function.json).
+    /// A packaged app (`hub2lake package`'s <out>/app) runs with its own handler: a rehearsal
+    /// of exactly what ships.
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub app: PathBuf,
     /// host.json to read [default: <app>/host.json if present, else the host's defaults (batches of 100)].
@@ -115,6 +119,46 @@ pub fn handler_path(given: Option<&Path>) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// The executable an app folder's host.json names, resolved as the Functions host does:
+/// a relative `defaultExecutablePath` is taken against `workerDirectory` (itself relative
+/// to the app root, default the app root), and used when that file exists
+/// (HttpWorkerDescription.ApplyDefaultsAndValidate in Azure/azure-functions-host).
+/// `None` when host.json names none or the folder does not hold it (the repository
+/// layout, whose handler is built into target/). A packaged app without its handler
+/// is an error: rehearsing it with another handler would test something else.
+pub fn app_handler(app_root: &Path, host_json: Option<&Path>) -> anyhow::Result<Option<PathBuf>> {
+    let host_path = host_json
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| app_root.join("host.json"));
+    let Ok(text) = std::fs::read_to_string(&host_path) else {
+        return Ok(None);
+    };
+    let host: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", host_path.display()))?;
+    let description = &host["customHandler"]["description"];
+    let Some(exe) = description["defaultExecutablePath"].as_str().filter(|e| !e.is_empty()) else {
+        return Ok(None);
+    };
+    let worker_dir = match description["workerDirectory"].as_str().filter(|d| !d.is_empty()) {
+        Some(dir) => app_root.join(dir),
+        None => app_root.to_path_buf(),
+    };
+    let candidate = worker_dir.join(exe);
+    if candidate.is_file() {
+        return Ok(Some(candidate));
+    }
+    let packaged_layout = !app_root.join("functions").is_dir();
+    if packaged_layout && !Path::new(exe).is_absolute() {
+        bail!(
+            "{} names the handler {exe:?}, but {} is not there: a packaged app must carry its handler \
+             (`hub2lake package` puts it in <out>/app), or pass --handler",
+            host_path.display(),
+            candidate.display()
+        );
+    }
+    Ok(None)
+}
+
 /// Turns a directory into a `file://` URL; URLs pass through.
 pub fn lake_url(dir_or_url: &str) -> anyhow::Result<String> {
     if dir_or_url.contains("://") {
@@ -126,7 +170,14 @@ pub fn lake_url(dir_or_url: &str) -> anyhow::Result<String> {
 
 /// Builds the library configuration from the flags.
 pub fn prepare(args: &SimulateArgs, bundled_fallback: bool) -> anyhow::Result<Prepared> {
-    let handler = handler_path(args.handler.as_deref())?;
+    let app_root = std::path::absolute(&args.app).with_context(|| format!("bad --app {}", args.app.display()))?;
+    let handler = match &args.handler {
+        Some(given) => handler_path(Some(given))?,
+        None => match app_handler(&app_root, args.host_json.as_deref())? {
+            Some(packaged) => packaged,
+            None => handler_path(None)?,
+        },
+    };
     let mut settings: BTreeMap<String, String> = BTreeMap::new();
     if let Some(file) = &args.settings {
         settings.extend(simulator::app::load_local_settings(file)?);
@@ -144,7 +195,6 @@ pub fn prepare(args: &SimulateArgs, bundled_fallback: bool) -> anyhow::Result<Pr
         bail!("no lake: pass --lake DIR, --set HUB2LAKE_LAKE_URL=… or a --settings file that has it");
     }
 
-    let app_root = std::path::absolute(&args.app).with_context(|| format!("bad --app {}", args.app.display()))?;
     let has_host_json = args.host_json.is_some() || app_root.join("host.json").is_file();
     let (app, app_source) = if !has_host_json && bundled_fallback {
         (

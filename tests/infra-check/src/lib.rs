@@ -25,6 +25,9 @@
 //!   of `infra/main.bicep`.
 //! * [`check_azd_project`]: `azure.yaml`'s function service matches the
 //!   `azd-service-name` tag; `abbrs.*` names exist in `infra/abbreviations.json`.
+//! * [`first_deploy`]: the Flex site sets nothing Flex rejects (`ftpsState`, ...),
+//!   bounded parameters accept only what ARM accepts, and azd's `language: custom`
+//!   alpha feature is enabled wherever azd runs (workflows, docs/deploy.md).
 //!
 //! `cargo run -p hub2lake-infra-check --example check [root]` prints every problem;
 //! `--example dump -- <file.bicep>` prints a file's syntax tree (handy when a new
@@ -35,6 +38,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use tree_sitter::{Node, Parser, Tree};
+
+pub mod first_deploy;
+pub use first_deploy::{check_azd_alpha, check_first_deploy, check_flex_site, check_parameter_limits};
 
 /// One finding: where and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1715,6 +1721,7 @@ pub fn check_all(root: &Path) -> Vec<Problem> {
     problems.extend(check_hub2lake_settings_known(root));
     problems.extend(check_parameters_file(root));
     problems.extend(check_azd_project(root));
+    problems.extend(check_first_deploy(root));
     problems
 }
 

@@ -1,4 +1,4 @@
-//! A throw-away copy of `infra/` plus small, fixed Functions app files, for
+//! A throw-away copy of `infra/`, `azure.yaml`, the workflows and docs/deploy.md plus small, fixed Functions app files, for
 //! breaking things on purpose and checking that the checks notice.
 #![allow(dead_code)]
 
@@ -48,6 +48,12 @@ impl Sandbox {
         let dir = tempfile::tempdir().expect("temp dir");
         copy_dir(&repo_root().join("infra"), &dir.path().join("infra"));
         fs::copy(repo_root().join("azure.yaml"), dir.path().join("azure.yaml")).expect("azure.yaml");
+        copy_dir(
+            &repo_root().join(".github/workflows"),
+            &dir.path().join(".github/workflows"),
+        );
+        fs::create_dir_all(dir.path().join("docs")).unwrap();
+        fs::copy(repo_root().join("docs/deploy.md"), dir.path().join("docs/deploy.md")).expect("docs/deploy.md");
         let sandbox = Self { dir };
         sandbox.write("host.json", HOST_JSON);
         sandbox.write("functions/ingest/function.json", INGEST_FUNCTION_JSON);
