@@ -13,15 +13,15 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::compact::{self, Key, MergeOutput, ObjectIo, PartSpec, PutResult, Source};
 use super::completeness::{partition_cmp, SealReason};
+use super::error::{FailPoint, SealError};
 use super::folder::{self, file_name, Examined, Listing};
 use super::manifest::{
     manifest_path, part_generation, recheck_path, Inputs, Manifest, ManifestObject, PartitionSummary, UnreceiptedObject,
 };
 use super::plan::{RawRef, Unit};
-use super::{FailPoint, SealError};
 use crate::config::Settings;
-use crate::ingest::event::format_time;
 use crate::lake::{digest_hex, Lake, LakeError, ObjectAttributes, PutOutcome};
+use crate::time::{format_time, parse_time};
 
 /// What a unit's work needs.
 pub(crate) struct Ctx<'a> {
@@ -159,9 +159,7 @@ async fn read_manifest(lake: &Lake, path: &str, unit: &Unit) -> Result<Manifest,
         path: path.to_string(),
         reason: format!("manifest does not parse: {e}"),
     })?;
-    let hour = DateTime::parse_from_rfc3339(&manifest.hour)
-        .map(|h| h.with_timezone(&Utc))
-        .ok();
+    let hour = parse_time(&manifest.hour);
     if manifest.database != unit.key.database
         || manifest.collection != unit.key.collection
         || hour != Some(unit.key.hour)
