@@ -303,7 +303,7 @@ impl Lake {
     pub async fn put_new(&self, rel: &str, bytes: Bytes, attrs: &ObjectAttributes) -> Result<PutOutcome, LakeError> {
         match self.put(rel, bytes, attrs, PutMode::Create).await {
             Ok(_) => Ok(PutOutcome::Created),
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(PutOutcome::AlreadyExists),
+            Err(e) if classify(&e) == StorageFailure::Conflict => Ok(PutOutcome::AlreadyExists),
             Err(source) => Err(LakeError::Storage {
                 path: rel.to_string(),
                 source,
@@ -344,10 +344,7 @@ impl Lake {
     pub async fn get_if_exists(&self, rel: &str) -> Result<Option<Bytes>, LakeError> {
         match self.get(rel).await {
             Ok(b) => Ok(Some(b)),
-            Err(LakeError::Storage {
-                source: object_store::Error::NotFound { .. },
-                ..
-            }) => Ok(None),
+            Err(e) if e.failure() == StorageFailure::NotFound => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -381,7 +378,8 @@ impl Lake {
     pub async fn delete(&self, rel: &str) -> Result<(), LakeError> {
         let path = self.full(rel)?;
         match self.store.delete(&path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Ok(()) => Ok(()),
+            Err(e) if classify(&e) == StorageFailure::NotFound => Ok(()),
             Err(source) => Err(LakeError::Storage {
                 path: rel.to_string(),
                 source,

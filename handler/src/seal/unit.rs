@@ -20,7 +20,7 @@ use super::manifest::{
 };
 use super::plan::{RawRef, Unit};
 use crate::config::Settings;
-use crate::lake::{digest_hex, Lake, LakeError, ObjectAttributes, PutOutcome};
+use crate::lake::{digest_hex, Lake, ObjectAttributes, PutOutcome, StorageFailure};
 use crate::time::{format_time, parse_time};
 
 /// What a unit's work needs.
@@ -610,20 +610,10 @@ struct LakeIo {
     runtime: tokio::runtime::Handle,
 }
 
-fn is_not_found(e: &LakeError) -> bool {
-    matches!(
-        e,
-        LakeError::Storage {
-            source: object_store::Error::NotFound { .. },
-            ..
-        }
-    )
-}
-
 impl ObjectIo for LakeIo {
     fn get(&mut self, path: &str) -> Result<Bytes, SealError> {
         self.runtime.block_on(self.lake.get(path)).map_err(|e| {
-            if is_not_found(&e) {
+            if e.failure() == StorageFailure::NotFound {
                 SealError::Corrupt {
                     path: path.to_string(),
                     reason: "vanished while sealing (deleted, or another seal run on this hour)".into(),
