@@ -13,7 +13,7 @@ use hub2lake::config::{EventEncoding, Settings};
 use hub2lake::host::wire::{eventhub_request, WireDataType, WireEvent, WirePartition};
 use hub2lake::host::{EventHubBatch, Invocation};
 use hub2lake::ingest::prepare_batch;
-use hub2lake::lake::layout::{PathTemplate, PathValues};
+use hub2lake::lake::layout::{self, PathTemplate, PathValues};
 use hub2lake_cli::simulator::{ChangeStreamConfig, EventSource, Hub};
 use serde_json::json;
 
@@ -166,7 +166,8 @@ fn benches(c: &mut Criterion) {
     let hour = Utc.with_ymd_and_hms(2025, 1, 15, 10, 0, 0).unwrap();
     c.bench_function("naming/render_default_template", |b| {
         b.iter(|| {
-            template.render(
+            layout::render(
+                &template,
                 &PathValues {
                     database: "shop",
                     collection: "orders",

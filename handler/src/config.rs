@@ -9,7 +9,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::lake::layout::PathTemplate;
+pub mod template;
+
+pub use template::PathTemplate;
 
 /// A setting that is missing or has a value we cannot use.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -228,7 +230,7 @@ pub enum LogFormat {
 }
 
 /// The handler's settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub lake: LakeLocation,
     pub path_template: PathTemplate,
@@ -261,28 +263,57 @@ pub struct Settings {
 /// Every `HUB2LAKE_` setting with its default, for docs and `--help`.
 pub const SETTINGS_DOC: &[(&str, &str, &str)] = &[
     ("HUB2LAKE_LAKE_URL", "(required)", "where the lake is: file:///abs/dir, az://<container>[/path], https://<account>.blob.core.windows.net/<container>[/path], abfss://<container>@<account>.dfs.core.windows.net[/path]"),
-    ("HUB2LAKE_PATH_TEMPLATE", DEFAULT_TEMPLATE, "object path under the lake; tokens {database} {collection} {operation} {eventhub} {partition} {yyyy} {mm} {dd} {hh} {first_seq} {last_seq}; must hold {partition}, {first_seq} and {last_seq}; the extension is added"),
-    ("HUB2LAKE_COMPRESSION", "gzip", "gzip or none"),
-    ("HUB2LAKE_GZIP_LEVEL", "6", "1 (fastest) to 9 (smallest)"),
-    ("HUB2LAKE_TIME_SOURCE", "enqueued", "which time picks the hour folder: enqueued, processed or cluster_time"),
-    ("HUB2LAKE_EVENT_ENCODING", "auto", "how bodies arrive: string (function.json dataType string), binary (base64) or auto"),
+    ("HUB2LAKE_PATH_TEMPLATE", defaults::PATH_TEMPLATE, "object path under the lake; tokens {database} {collection} {operation} {eventhub} {partition} {yyyy} {mm} {dd} {hh} {first_seq} {last_seq}; must hold {partition}, {first_seq} and {last_seq}; the extension is added"),
+    ("HUB2LAKE_COMPRESSION", defaults::COMPRESSION, "gzip or none"),
+    ("HUB2LAKE_GZIP_LEVEL", defaults::GZIP_LEVEL, "1 (fastest) to 9 (smallest)"),
+    ("HUB2LAKE_TIME_SOURCE", defaults::TIME_SOURCE, "which time picks the hour folder: enqueued, processed or cluster_time"),
+    ("HUB2LAKE_EVENT_ENCODING", defaults::EVENT_ENCODING, "how bodies arrive: string (function.json dataType string), binary (base64) or auto"),
     ("HUB2LAKE_ROUTE_DATABASE_POINTER", "(unset)", "JSON pointer (e.g. /source/db) giving {database} for events that are not MongoDB change events"),
     ("HUB2LAKE_ROUTE_COLLECTION_POINTER", "(unset)", "JSON pointer (e.g. /type) giving {collection} for events that are not MongoDB change events"),
-    ("HUB2LAKE_MAX_REQUEST_BYTES", "2147483648", "largest request body accepted (413 above it)"),
-    ("HUB2LAKE_UPLOAD_CONCURRENCY", "8", "objects of one batch uploaded at once (1-256)"),
-    ("HUB2LAKE_STORAGE_RETRY_SECS", "60", "time budget for retrying one storage call before answering 500 (1-540)"),
-    ("HUB2LAKE_STORAGE_MAX_RETRIES", "5", "retries of one storage call (0-50)"),
-    ("HUB2LAKE_STORAGE_TIMEOUT_SECS", "30", "timeout of one storage request (1-300)"),
-    ("HUB2LAKE_SEAL_SCHEDULE", "0 */5 * * * *", "NCRONTAB (with seconds) of the seal timer"),
-    ("HUB2LAKE_SEAL_GRACE_MINUTES", "15", "minutes after an hour ends, and after its last write, before it is sealed without a watermark"),
-    ("HUB2LAKE_SEAL_COMPACT", "true", "compact and de-duplicate sealed hours (true/false)"),
-    ("HUB2LAKE_SEAL_TARGET_OBJECT_MB", "128", "size bound of compacted objects"),
-    ("HUB2LAKE_SEAL_MAX_RUN_SECS", "240", "time budget of one seal run"),
-    ("HUB2LAKE_LOG_FORMAT", "auto", "auto (JSON under the Functions host), json or text"),
+    ("HUB2LAKE_MAX_REQUEST_BYTES", defaults::MAX_REQUEST_BYTES, "largest request body accepted (413 above it)"),
+    ("HUB2LAKE_UPLOAD_CONCURRENCY", defaults::UPLOAD_CONCURRENCY, "objects of one batch uploaded at once (1-256)"),
+    ("HUB2LAKE_STORAGE_RETRY_SECS", defaults::STORAGE_RETRY_SECS, "time budget for retrying one storage call before answering 500 (1-540)"),
+    ("HUB2LAKE_STORAGE_MAX_RETRIES", defaults::STORAGE_MAX_RETRIES, "retries of one storage call (0-50)"),
+    ("HUB2LAKE_STORAGE_TIMEOUT_SECS", defaults::STORAGE_TIMEOUT_SECS, "timeout of one storage request (1-300)"),
+    ("HUB2LAKE_SEAL_SCHEDULE", defaults::SEAL_SCHEDULE, "NCRONTAB (with seconds) of the seal timer"),
+    ("HUB2LAKE_SEAL_GRACE_MINUTES", defaults::SEAL_GRACE_MINUTES, "minutes after an hour ends, and after its last write, before it is sealed without a watermark"),
+    ("HUB2LAKE_SEAL_COMPACT", defaults::SEAL_COMPACT, "compact and de-duplicate sealed hours (true/false)"),
+    ("HUB2LAKE_SEAL_TARGET_OBJECT_MB", defaults::SEAL_TARGET_OBJECT_MB, "size bound of compacted objects"),
+    ("HUB2LAKE_SEAL_MAX_RUN_SECS", defaults::SEAL_MAX_RUN_SECS, "time budget of one seal run"),
+    ("HUB2LAKE_LOG_FORMAT", defaults::LOG_FORMAT, "auto (JSON under the Functions host), json or text"),
 ];
 
+/// The default of every setting that has one, written once: [`Settings::from_lookup`]
+/// parses these exactly as it parses a value that is set, and [`SETTINGS_DOC`] (what
+/// `hub2lake settings` prints) shows them.
+pub mod defaults {
+    /// The design's layout.
+    pub const PATH_TEMPLATE: &str = "{database}/{collection}/{yyyy}/{mm}/{dd}/{hh}/{partition}-{first_seq}-{last_seq}";
+    pub const COMPRESSION: &str = "gzip";
+    pub const GZIP_LEVEL: &str = "6";
+    pub const TIME_SOURCE: &str = "enqueued";
+    pub const EVENT_ENCODING: &str = "auto";
+    /// 2 GiB: a batch of 1000 events of 1 MB each fits.
+    pub const MAX_REQUEST_BYTES: &str = "2147483648";
+    pub const UPLOAD_CONCURRENCY: &str = "8";
+    pub const STORAGE_RETRY_SECS: &str = "60";
+    pub const STORAGE_MAX_RETRIES: &str = "5";
+    pub const STORAGE_TIMEOUT_SECS: &str = "30";
+    /// Every five minutes, at second 0 (NCRONTAB with seconds).
+    pub const SEAL_SCHEDULE: &str = "0 */5 * * * *";
+    pub const SEAL_GRACE_MINUTES: &str = "15";
+    pub const SEAL_COMPACT: &str = "true";
+    pub const SEAL_TARGET_OBJECT_MB: &str = "128";
+    pub const SEAL_MAX_RUN_SECS: &str = "240";
+    pub const LOG_FORMAT: &str = "auto";
+}
+
 /// The default object path template (the design's layout).
-pub const DEFAULT_TEMPLATE: &str = "{database}/{collection}/{yyyy}/{mm}/{dd}/{hh}/{partition}-{first_seq}-{last_seq}";
+pub const DEFAULT_TEMPLATE: &str = defaults::PATH_TEMPLATE;
+
+/// The seal timer's default schedule, for everything that starts the seal timer
+/// without the Functions host (the simulator, the demo).
+pub const DEFAULT_SEAL_SCHEDULE: &str = defaults::SEAL_SCHEDULE;
 
 impl Settings {
     /// Reads settings from the process environment.
@@ -298,18 +329,22 @@ impl Settings {
             .get("HUB2LAKE_LAKE_URL")
             .ok_or_else(|| ConfigError::new("HUB2LAKE_LAKE_URL", "", "is required (e.g. file:///tmp/lake)"))?;
         let lake = LakeLocation::parse(&lake_raw)?;
-        let template_raw = lookup.or("HUB2LAKE_PATH_TEMPLATE", DEFAULT_TEMPLATE);
+        let template_raw = lookup.or("HUB2LAKE_PATH_TEMPLATE", defaults::PATH_TEMPLATE);
         let path_template = PathTemplate::parse(&template_raw)
             .map_err(|problem| ConfigError::new("HUB2LAKE_PATH_TEMPLATE", &template_raw, problem))?;
-        let level = lookup.number("HUB2LAKE_GZIP_LEVEL", 6, 1..=9)?;
-        let compression = match lookup.or("HUB2LAKE_COMPRESSION", "gzip").to_ascii_lowercase().as_str() {
+        let level = lookup.number("HUB2LAKE_GZIP_LEVEL", defaults::GZIP_LEVEL, 1..=9)?;
+        let compression = match lookup
+            .or("HUB2LAKE_COMPRESSION", defaults::COMPRESSION)
+            .to_ascii_lowercase()
+            .as_str()
+        {
             "gzip" | "gz" => Compression::Gzip { level: level as u32 },
             "none" | "off" => Compression::None,
             other => return Err(ConfigError::new("HUB2LAKE_COMPRESSION", other, "allowed: gzip, none")),
         };
         let time_source = lookup.choice(
             "HUB2LAKE_TIME_SOURCE",
-            "enqueued",
+            defaults::TIME_SOURCE,
             &[
                 ("enqueued", TimeSource::Enqueued),
                 ("processed", TimeSource::Processed),
@@ -318,7 +353,7 @@ impl Settings {
         )?;
         let event_encoding = lookup.choice(
             "HUB2LAKE_EVENT_ENCODING",
-            "auto",
+            defaults::EVENT_ENCODING,
             &[
                 ("auto", EventEncoding::Auto),
                 ("string", EventEncoding::String),
@@ -327,14 +362,14 @@ impl Settings {
         )?;
         let log_format = lookup.choice(
             "HUB2LAKE_LOG_FORMAT",
-            "auto",
+            defaults::LOG_FORMAT,
             &[
                 ("auto", LogFormat::Auto),
                 ("json", LogFormat::Json),
                 ("text", LogFormat::Text),
             ],
         )?;
-        let seal_schedule = lookup.or("HUB2LAKE_SEAL_SCHEDULE", "0 */5 * * * *");
+        let seal_schedule = lookup.or("HUB2LAKE_SEAL_SCHEDULE", defaults::SEAL_SCHEDULE);
         let fields = seal_schedule.split_whitespace().count();
         if fields != 6 {
             return Err(ConfigError::new(
@@ -343,7 +378,11 @@ impl Settings {
                 format!("NCRONTAB needs 6 fields (second minute hour day month weekday), found {fields}"),
             ));
         }
-        let seal_compact = match lookup.or("HUB2LAKE_SEAL_COMPACT", "true").to_ascii_lowercase().as_str() {
+        let seal_compact = match lookup
+            .or("HUB2LAKE_SEAL_COMPACT", defaults::SEAL_COMPACT)
+            .to_ascii_lowercase()
+            .as_str()
+        {
             "true" | "1" | "yes" => true,
             "false" | "0" | "no" => false,
             other => return Err(ConfigError::new("HUB2LAKE_SEAL_COMPACT", other, "allowed: true, false")),
@@ -356,20 +395,44 @@ impl Settings {
             event_encoding,
             route_database_pointer: lookup.pointer("HUB2LAKE_ROUTE_DATABASE_POINTER")?,
             route_collection_pointer: lookup.pointer("HUB2LAKE_ROUTE_COLLECTION_POINTER")?,
-            max_request_bytes: lookup.number("HUB2LAKE_MAX_REQUEST_BYTES", 2 << 30, 1024..=(16 << 30))? as usize,
-            upload_concurrency: lookup.number("HUB2LAKE_UPLOAD_CONCURRENCY", 8, 1..=256)? as usize,
-            storage_retry_budget: Duration::from_secs(lookup.number("HUB2LAKE_STORAGE_RETRY_SECS", 60, 1..=540)?),
-            storage_max_retries: lookup.number("HUB2LAKE_STORAGE_MAX_RETRIES", 5, 0..=50)? as usize,
+            max_request_bytes: lookup.number(
+                "HUB2LAKE_MAX_REQUEST_BYTES",
+                defaults::MAX_REQUEST_BYTES,
+                1024..=(16 << 30),
+            )? as usize,
+            upload_concurrency: lookup.number("HUB2LAKE_UPLOAD_CONCURRENCY", defaults::UPLOAD_CONCURRENCY, 1..=256)?
+                as usize,
+            storage_retry_budget: Duration::from_secs(lookup.number(
+                "HUB2LAKE_STORAGE_RETRY_SECS",
+                defaults::STORAGE_RETRY_SECS,
+                1..=540,
+            )?),
+            storage_max_retries: lookup.number("HUB2LAKE_STORAGE_MAX_RETRIES", defaults::STORAGE_MAX_RETRIES, 0..=50)?
+                as usize,
             storage_request_timeout: Duration::from_secs(lookup.number(
                 "HUB2LAKE_STORAGE_TIMEOUT_SECS",
-                30,
+                defaults::STORAGE_TIMEOUT_SECS,
                 1..=300,
             )?),
             seal_schedule,
-            seal_grace: Duration::from_secs(60 * lookup.number("HUB2LAKE_SEAL_GRACE_MINUTES", 15, 0..=7 * 24 * 60)?),
+            seal_grace: Duration::from_secs(
+                60 * lookup.number(
+                    "HUB2LAKE_SEAL_GRACE_MINUTES",
+                    defaults::SEAL_GRACE_MINUTES,
+                    0..=7 * 24 * 60,
+                )?,
+            ),
             seal_compact,
-            seal_target_object_bytes: lookup.number("HUB2LAKE_SEAL_TARGET_OBJECT_MB", 128, 1..=4096)? << 20,
-            seal_max_run: Duration::from_secs(lookup.number("HUB2LAKE_SEAL_MAX_RUN_SECS", 240, 5..=3600)?),
+            seal_target_object_bytes: lookup.number(
+                "HUB2LAKE_SEAL_TARGET_OBJECT_MB",
+                defaults::SEAL_TARGET_OBJECT_MB,
+                1..=4096,
+            )? << 20,
+            seal_max_run: Duration::from_secs(lookup.number(
+                "HUB2LAKE_SEAL_MAX_RUN_SECS",
+                defaults::SEAL_MAX_RUN_SECS,
+                5..=3600,
+            )?),
             log_format,
             fallback_eventhub: lookup.or("EVENTHUB_NAME", "_unknown"),
             fallback_consumer_group: lookup.or("EVENTHUB_CONSUMER_GROUP", "$Default"),
@@ -397,15 +460,14 @@ impl<F: Fn(&str) -> Option<String>> Lookup<'_, F> {
         self.get(key).unwrap_or_else(|| default.to_string())
     }
 
+    /// A whole number in `range`; the default goes through the same checks.
     fn number(
         &self,
         key: &'static str,
-        default: u64,
+        default: &str,
         range: std::ops::RangeInclusive<u64>,
     ) -> Result<u64, ConfigError> {
-        let Some(raw) = self.get(key) else {
-            return Ok(default);
-        };
+        let raw = self.or(key, default);
         let n: u64 = raw.parse().map_err(|_| {
             ConfigError::new(
                 key,
@@ -547,6 +609,7 @@ mod tests {
         assert_eq!(s.time_source, TimeSource::Enqueued);
         assert!(s.max_request_bytes >= 1_500_000_000, "a 1000 x 1 MB batch must fit");
         assert_eq!(s.seal_schedule, "0 */5 * * * *");
+        assert_eq!(s.path_template.as_str(), DEFAULT_TEMPLATE);
     }
 
     #[test]
@@ -558,6 +621,48 @@ mod tests {
                 source.matches(&quoted).count() >= 2,
                 "{name} is documented but never read"
             );
+        }
+    }
+
+    /// Settings with a documented default, each set to exactly that default.
+    fn documented_defaults() -> Vec<(&'static str, &'static str)> {
+        SETTINGS_DOC
+            .iter()
+            .filter(|(_, default, _)| !default.starts_with('('))
+            .map(|(name, default, _)| (*name, *default))
+            .collect()
+    }
+
+    #[test]
+    fn the_documented_defaults_are_the_parsed_defaults() {
+        let lake = ("HUB2LAKE_LAKE_URL", "file:///tmp/l");
+        let unset = settings(&[lake]).unwrap();
+        let mut explicit = documented_defaults();
+        assert!(explicit.len() >= 15, "{explicit:?}");
+        explicit.push(lake);
+        assert_eq!(settings(&explicit).unwrap(), unset);
+        // And each default means something: a different value gives other settings.
+        let other = settings(&[lake, ("HUB2LAKE_SEAL_SCHEDULE", "0 0 * * * *")]).unwrap();
+        assert_ne!(other, unset);
+    }
+
+    #[test]
+    fn the_readme_settings_table_shows_the_documented_defaults() {
+        let readme = include_str!("../../README.md");
+        let plain = |cell: &str| cell.trim().trim_matches('`').trim_matches(['(', ')']).to_string();
+        let rows: HashMap<String, String> = readme
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.split('|').collect();
+                (cells.len() >= 4 && cells[1].trim().starts_with("`HUB2LAKE_"))
+                    .then(|| (plain(cells[1]), plain(cells[2])))
+            })
+            .collect();
+        for (name, default, _) in SETTINGS_DOC {
+            let shown = rows
+                .get(*name)
+                .unwrap_or_else(|| panic!("README.md's settings table lacks {name}"));
+            assert_eq!(shown, &plain(default), "README.md's default of {name}");
         }
     }
 }

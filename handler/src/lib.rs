@@ -4,7 +4,8 @@
 //! Modules follow the data flow: [`config`] reads the settings once, [`host`] decodes
 //! what the Functions host sends, [`ingest`] turns events into records and routes
 //! them, [`lake`] names, encodes and writes objects, [`seal`] proves hours complete.
-//! [`server`] is only transport; [`telemetry`] and [`memory`] set up the process.
+//! [`time`] holds the time formats they share. [`server`] is only transport;
+//! [`telemetry`] and [`memory`] set up the process.
 //! [`eventhub`] sends events to an Event Hub (the producer the operator tools share).
 
 pub mod config;
@@ -16,6 +17,7 @@ pub mod memory;
 pub mod seal;
 pub mod server;
 pub mod telemetry;
+pub mod time;
 
 /// The version written into object metadata, receipts and `/healthz`.
 pub const WRITER_VERSION: &str = concat!("hub2lake/", env!("CARGO_PKG_VERSION"));

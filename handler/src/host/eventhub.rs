@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{unwrap_json, Invocation, RequestError};
+use super::invocation::{unwrap_json, Invocation, RequestError};
 use crate::config::EventEncoding;
 
 /// Which partition of which Event Hub a batch came from.
@@ -380,17 +380,19 @@ impl SystemProperties {
 #[derive(Debug, Clone)]
 struct Flexible<T>(T);
 
+/// A JSON number or a string, as the host sends either.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumberOrString {
+    N(i64),
+    S(String),
+}
+
 impl<'de> Deserialize<'de> for Flexible<i64> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Either {
-            N(i64),
-            S(String),
-        }
-        match Either::deserialize(d)? {
-            Either::N(n) => Ok(Self(n)),
-            Either::S(s) => s
+        match NumberOrString::deserialize(d)? {
+            NumberOrString::N(n) => Ok(Self(n)),
+            NumberOrString::S(s) => s
                 .trim()
                 .parse()
                 .map(Self)
@@ -401,15 +403,9 @@ impl<'de> Deserialize<'de> for Flexible<i64> {
 
 impl<'de> Deserialize<'de> for Flexible<String> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Either {
-            N(i64),
-            S(String),
-        }
-        Ok(Self(match Either::deserialize(d)? {
-            Either::N(n) => n.to_string(),
-            Either::S(s) => s,
+        Ok(Self(match NumberOrString::deserialize(d)? {
+            NumberOrString::N(n) => n.to_string(),
+            NumberOrString::S(s) => s,
         }))
     }
 }
@@ -470,63 +466,54 @@ mod tests {
         assert_eq!(b.partition.partition_id, None);
     }
 
+    /// The bodies of a batch request that decodes.
+    fn bodies(body: &str, encoding: EventEncoding) -> Vec<EventBody> {
+        let b = batch(body, encoding).unwrap_or_else(|e| panic!("{body}: {e}"));
+        b.events.into_iter().map(|e| e.body).collect()
+    }
+
     #[test]
     fn json_scalars_are_not_mistaken_for_base64() {
-        let b = batch(
-            r#"{"Data":{"events":"[\"null\",\"true\"]"},"Metadata":{"SequenceNumberArray":"[5,6]"}}"#,
-            EventEncoding::Auto,
-        )
-        .unwrap();
-        assert_eq!(b.events[0].body, EventBody::Text("null".into()));
+        let request = r#"{"Data":{"events":"[\"null\",\"true\"]"},"Metadata":{"SequenceNumberArray":"[5,6]"}}"#;
+        assert_eq!(bodies(request, EventEncoding::Auto)[0], EventBody::Text("null".into()));
+    }
+
+    /// Why a string-typed batch request is refused.
+    fn refusal(body: &str) -> String {
+        batch(body, EventEncoding::String).unwrap_err().0
     }
 
     #[test]
-    fn mismatched_metadata_lengths_are_rejected() {
-        let err = batch(
-            r#"{"Data":{"events":"[\"a\",\"b\"]"},"Metadata":{"SequenceNumberArray":"[5]"}}"#,
-            EventEncoding::String,
-        )
-        .unwrap_err();
-        assert!(
-            err.0.contains("SequenceNumberArray has 1 entries but the batch has 2"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn missing_sequence_numbers_are_rejected_with_the_reason() {
-        let err = batch(r#"{"Data":{"events":"[\"a\"]"},"Metadata":{}}"#, EventEncoding::String).unwrap_err();
-        assert!(err.0.contains("SequenceNumberArray is missing"), "{err}");
-    }
-
-    #[test]
-    fn decreasing_sequence_numbers_are_rejected() {
-        let err = batch(
-            r#"{"Data":{"events":"[\"a\",\"b\"]"},"Metadata":{"SequenceNumberArray":"[7,5]"}}"#,
-            EventEncoding::String,
-        )
-        .unwrap_err();
-        assert!(err.0.contains("not increasing"), "{err}");
-    }
-
-    #[test]
-    fn timer_payload_is_not_a_batch() {
-        let err = batch(
-            r#"{"Data":{"timer":{"IsPastDue":false}},"Metadata":{}}"#,
-            EventEncoding::String,
-        )
-        .unwrap_err();
-        assert!(err.0.contains("no Event Hub batch"), "{err}");
+    fn malformed_batches_are_refused_with_the_reason() {
+        let cases = [
+            (
+                r#"{"Data":{"events":"[\"a\",\"b\"]"},"Metadata":{"SequenceNumberArray":"[5]"}}"#,
+                "SequenceNumberArray has 1 entries but the batch has 2",
+            ),
+            (
+                r#"{"Data":{"events":"[\"a\"]"},"Metadata":{}}"#,
+                "SequenceNumberArray is missing",
+            ),
+            (
+                r#"{"Data":{"events":"[\"a\",\"b\"]"},"Metadata":{"SequenceNumberArray":"[7,5]"}}"#,
+                "not increasing",
+            ),
+            (
+                r#"{"Data":{"timer":{"IsPastDue":false}},"Metadata":{}}"#,
+                "no Event Hub batch",
+            ),
+        ];
+        for (body, reason) in cases {
+            let err = refusal(body);
+            assert!(err.contains(reason), "{body}: {err}");
+        }
     }
 
     #[test]
     fn invalid_base64_is_kept_for_the_dead_letter_area() {
-        let b = batch(
-            r#"{"Data":{"events":"[\"AP8Q\",\"!!notbase64\"]"},"Metadata":{"SequenceNumberArray":"[1,2]"}}"#,
-            EventEncoding::Binary,
-        )
-        .unwrap();
-        assert_eq!(b.events[0].body, EventBody::Bytes(vec![0, 0xff, 0x10]));
-        assert!(matches!(&b.events[1].body, EventBody::Undecodable { raw, .. } if raw == "!!notbase64"));
+        let request = r#"{"Data":{"events":"[\"AP8Q\",\"!!notbase64\"]"},"Metadata":{"SequenceNumberArray":"[1,2]"}}"#;
+        let bodies = bodies(request, EventEncoding::Binary);
+        assert_eq!(bodies[0], EventBody::Bytes(vec![0, 0xff, 0x10]));
+        assert!(matches!(&bodies[1], EventBody::Undecodable { raw, .. } if raw == "!!notbase64"));
     }
 }

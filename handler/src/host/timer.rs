@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::{unwrap_json, Invocation, RequestError};
+use super::invocation::{unwrap_json, Invocation, RequestError};
 
 /// What the seal function needs to know about a timer invocation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -1,5 +1,10 @@
-//! Building requests exactly as the Functions host sends them, for the simulator,
-//! tests and benchmarks: compact JSON, arrays wrapped in strings, host time formats.
+//! The host protocol in the other direction: requests built exactly as the Functions
+//! host sends them (compact JSON, arrays wrapped in strings, host time formats).
+//!
+//! The handler itself never sends one. The builder sits beside the decoder it mirrors
+//! so that one round-trip test covers both directions of the protocol, and so that
+//! everything that plays the host (the simulator, the benchmarks, and the handler's
+//! own tests, which cannot depend on the operator package) sends the same requests.
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};

@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::host::{EventBody, EventData};
+use crate::host::{EventBody, EventData, EventHubBatch};
 use crate::lake::encode::minify_json;
 
 /// Route values used when an event does not name its own. No leading `_`: Spark and
@@ -64,6 +64,20 @@ pub fn body_text(event: &EventData) -> Result<Cow<'_, str>, Undecodable> {
     } else {
         Ok(Cow::Borrowed(text))
     }
+}
+
+/// Each event's body as text ([`body_text`]), in batch order.
+pub fn body_texts(batch: &EventHubBatch) -> Vec<Result<Cow<'_, str>, Undecodable>> {
+    batch.events.iter().map(body_text).collect()
+}
+
+/// Each body decoded ([`decode`]), in batch order; an event whose text could not be
+/// had keeps that reason.
+pub fn decode_batch<'a>(texts: &'a [Result<Cow<'a, str>, Undecodable>]) -> Vec<Result<Decoded<'a>, Undecodable>> {
+    texts
+        .iter()
+        .map(|text| text.as_ref().map_err(Clone::clone).and_then(|t| decode(t)))
+        .collect()
 }
 
 /// Validates and reads a body in one parse where possible. Text that claims to be
@@ -300,11 +314,6 @@ pub fn raw_bytes(body: &EventBody) -> &[u8] {
         EventBody::Bytes(b) => b,
         EventBody::Undecodable { raw, .. } => raw.as_bytes(),
     }
-}
-
-/// RFC 3339 UTC with milliseconds, the time format of every record field.
-pub fn format_time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 #[cfg(test)]

@@ -59,17 +59,10 @@ impl JsonLinesEncoder {
 
     /// Appends one line; `line` must be a single JSON value without a newline.
     pub fn push_line(&mut self, line: &[u8]) {
-        self.push_with(|out| out.extend_from_slice(line));
-    }
-
-    /// Appends one line that `write` produces in place (no intermediate copy): it
-    /// must append a single JSON value without a newline.
-    pub fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
-        let start = self.staged.len();
-        write(&mut self.staged);
-        debug_assert!(!self.staged[start..].contains(&b'\n'));
+        debug_assert!(!line.contains(&b'\n'));
+        self.staged.extend_from_slice(line);
         self.staged.push(b'\n');
-        self.uncompressed_bytes += (self.staged.len() - start) as u64;
+        self.uncompressed_bytes += line.len() as u64 + 1;
         self.records += 1;
         if self.staged.len() >= GZIP_CHUNK_BYTES {
             self.compress_staged();
@@ -170,12 +163,8 @@ mod tests {
             Compression::Gzip { level: 9 },
         ] {
             let mut enc = JsonLinesEncoder::new(compression, 1000);
-            for (i, l) in lines.iter().enumerate() {
-                if i % 2 == 0 {
-                    enc.push_line(l.as_bytes());
-                } else {
-                    enc.push_with(|out| out.extend_from_slice(l.as_bytes()));
-                }
+            for l in &lines {
+                enc.push_line(l.as_bytes());
             }
             let obj = enc.finish();
             assert_eq!(obj.records, 3000);

@@ -1,58 +1,11 @@
-//! Object naming: the path template, sanitised path parts and the fixed areas
-//! (`_receipts/`, `_deadletter/`) of the lake.
+//! Object naming: the path template filled in, sanitised path parts and the fixed
+//! areas (`_receipts/`, `_deadletter/`) of the lake.
 
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 
-/// A token of the path template.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Token {
-    Database,
-    Collection,
-    Operation,
-    EventHub,
-    Partition,
-    Year,
-    Month,
-    Day,
-    Hour,
-    FirstSeq,
-    LastSeq,
-}
-
-impl Token {
-    fn parse(name: &str) -> Option<Self> {
-        Some(match name {
-            "database" => Self::Database,
-            "collection" => Self::Collection,
-            "operation" => Self::Operation,
-            "eventhub" => Self::EventHub,
-            "partition" => Self::Partition,
-            "yyyy" => Self::Year,
-            "mm" => Self::Month,
-            "dd" => Self::Day,
-            "hh" => Self::Hour,
-            "first_seq" => Self::FirstSeq,
-            "last_seq" => Self::LastSeq,
-            _ => return None,
-        })
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Piece {
-    Literal(String),
-    Token(Token),
-}
-
-/// A validated object path template such as the default
-/// `{database}/{collection}/{yyyy}/{mm}/{dd}/{hh}/{partition}-{first_seq}-{last_seq}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PathTemplate {
-    raw: String,
-    pieces: Vec<Piece>,
-}
+pub use crate::config::template::{PathTemplate, Piece, Token};
 
 /// The values a template is filled with. Text values are sanitised on the way in.
 #[derive(Debug, Clone)]
@@ -67,96 +20,18 @@ pub struct PathValues<'a> {
     pub last_seq: i64,
 }
 
-impl PathTemplate {
-    /// Parses and validates a template; the error says what is wrong.
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        let mut pieces = Vec::new();
-        let mut rest = raw;
-        while let Some(open) = rest.find('{') {
-            if open > 0 {
-                pieces.push(Piece::Literal(rest[..open].to_string()));
-            }
-            let close = rest[open..]
-                .find('}')
-                .ok_or_else(|| format!("unclosed '{{' at {:?}", &rest[open..]))?;
-            let name = &rest[open + 1..open + close];
-            let token = Token::parse(name).ok_or_else(|| {
-                format!(
-                    "unknown token {{{name}}}; known: {{database}} {{collection}} {{operation}} {{eventhub}} \
-                     {{partition}} {{yyyy}} {{mm}} {{dd}} {{hh}} {{first_seq}} {{last_seq}}"
-                )
-            })?;
-            pieces.push(Piece::Token(token));
-            rest = &rest[open + close + 1..];
+/// Renders `template` with `values`; `extension` is appended after a dot.
+pub fn render(template: &PathTemplate, values: &PathValues<'_>, extension: &str) -> String {
+    let mut out = String::with_capacity(template.as_str().len() + 48);
+    for piece in template.pieces() {
+        match piece {
+            Piece::Literal(text) => out.push_str(text),
+            Piece::Token(token) => push_token(&mut out, *token, values),
         }
-        if !rest.is_empty() {
-            pieces.push(Piece::Literal(rest.to_string()));
-        }
-        for piece in &pieces {
-            if let Piece::Literal(text) = piece {
-                if text.contains('}') {
-                    return Err("stray '}'".into());
-                }
-                if text.chars().any(|c| c.is_control() || c == '\\') {
-                    return Err("literal parts may not hold control characters or '\\'".into());
-                }
-            }
-        }
-        if raw.starts_with('/') || raw.ends_with('/') {
-            return Err("must not start or end with '/'".into());
-        }
-        for segment in raw.split('/') {
-            if segment.is_empty() || segment == "." || segment == ".." {
-                return Err(format!("path segment {segment:?} is not allowed"));
-            }
-            if segment.starts_with('_') {
-                return Err(format!(
-                    "segment {segment:?} starts with '_', which is reserved for _receipts, _deadletter and manifests"
-                ));
-            }
-        }
-        for required in [Token::Partition, Token::FirstSeq, Token::LastSeq] {
-            if !pieces.contains(&Piece::Token(required)) {
-                return Err(
-                    "must contain {partition}, {first_seq} and {last_seq} so that object names are unique and \
-                     deterministic per batch"
-                        .into(),
-                );
-            }
-        }
-        let last_segment = raw.rsplit('/').next().unwrap_or_default();
-        if !(last_segment.contains("{first_seq}") && last_segment.contains("{last_seq}")) {
-            return Err("{first_seq} and {last_seq} must be in the file name (the last segment)".into());
-        }
-        Ok(Self {
-            raw: raw.to_string(),
-            pieces,
-        })
     }
-
-    /// Whether the template names `token`.
-    pub fn uses(&self, token: Token) -> bool {
-        self.pieces.contains(&Piece::Token(token))
-    }
-
-    /// The template as written.
-    pub fn as_str(&self) -> &str {
-        &self.raw
-    }
-
-    /// Renders the template; `extension` is appended after a dot.
-    pub fn render(&self, values: &PathValues<'_>, extension: &str) -> String {
-        let mut out = String::with_capacity(self.raw.len() + 48);
-        for piece in &self.pieces {
-            match piece {
-                Piece::Literal(text) => out.push_str(text),
-                Piece::Token(token) => push_token(&mut out, *token, values),
-            }
-        }
-        out.push('.');
-        out.push_str(extension);
-        out
-    }
+    out.push('.');
+    out.push_str(extension);
+    out
 }
 
 fn push_token(out: &mut String, token: Token, v: &PathValues<'_>) {
@@ -200,7 +75,8 @@ pub fn sanitize_segment(raw: &str) -> String {
 
 /// Makes a value safe as one segment inside the lake's own `_`-areas (receipts, dead
 /// letters), where hidden-name rules do not matter: like [`sanitize_segment`] without
-/// the `x` in front, so that names written by earlier versions stay the same.
+/// the `x` in front. These names must not change between versions: a re-delivered
+/// batch finds its receipt by name.
 pub fn sanitize_area_segment(raw: &str) -> String {
     bounded_segment(clean_segment(raw), raw)
 }
@@ -241,7 +117,7 @@ fn bounded_segment(mut out: String, raw: &str) -> String {
             cut -= 1;
         }
         out.truncate(cut);
-        let digest = crate::lake::digest_hex(raw.as_bytes());
+        let digest = super::digest::digest_hex(raw.as_bytes());
         out.push('-');
         out.push_str(&digest[..8]);
     }
@@ -277,8 +153,9 @@ pub fn deadletter_path(hour: DateTime<Utc>, partition: &str, first: i64, last: i
 /// Prefix of the handler's own internal objects (the start-up probe).
 pub const INTERNAL_PREFIX: &str = "_hub2lake";
 
-/// Whether a path is one of the handler's internal objects, which readers, listings
-/// and checks skip (`_hub2lake-probe-…`; `_hub2lake/probe-…` before it moved).
+/// Whether a path is one of the handler's internal objects (any name starting with
+/// [`INTERNAL_PREFIX`]: `_hub2lake-probe-…`, `_hub2lake/…`), which readers, listings
+/// and checks skip.
 pub fn is_internal(path: &str) -> bool {
     path.starts_with(INTERNAL_PREFIX)
 }
@@ -313,7 +190,7 @@ mod tests {
     fn default_template_renders_the_design_layout() {
         let t = PathTemplate::parse(crate::config::DEFAULT_TEMPLATE).unwrap();
         assert_eq!(
-            t.render(&values("shop", "orders"), "jsonl.gz"),
+            render(&t, &values("shop", "orders"), "jsonl.gz"),
             "shop/orders/2025/01/15/10/3-5812-5814.jsonl.gz"
         );
     }
@@ -322,25 +199,9 @@ mod tests {
     fn alternative_layouts_are_configuration() {
         let t = PathTemplate::parse("{eventhub}/{yyyy}/{mm}/{dd}/{hh}-{partition}-{first_seq}-{last_seq}").unwrap();
         assert_eq!(
-            t.render(&values("a", "b"), "jsonl"),
+            render(&t, &values("a", "b"), "jsonl"),
             "hub/2025/01/15/10-3-5812-5814.jsonl"
         );
-    }
-
-    #[test]
-    fn templates_without_unique_names_are_refused() {
-        for bad in [
-            "{database}/{hh}",
-            "{database}/{first_seq}-{last_seq}",
-            "/{partition}-{first_seq}-{last_seq}",
-            "../{partition}-{first_seq}-{last_seq}",
-            "{first_seq}/{partition}-{last_seq}",
-            "{nope}/{partition}-{first_seq}-{last_seq}",
-            "_x/{partition}-{first_seq}-{last_seq}",
-            "{database/{partition}-{first_seq}-{last_seq}",
-        ] {
-            assert!(PathTemplate::parse(bad).is_err(), "{bad} should be refused");
-        }
     }
 
     #[test]
@@ -401,7 +262,7 @@ mod tests {
         #[test]
         fn rendered_paths_stay_inside_the_prefix(db in any::<String>(), coll in any::<String>()) {
             let t = PathTemplate::parse(crate::config::DEFAULT_TEMPLATE).unwrap();
-            let path = t.render(&values(&db, &coll), "jsonl.gz");
+            let path = render(&t, &values(&db, &coll), "jsonl.gz");
             prop_assert_eq!(path.split('/').count(), 7);
             prop_assert!(!path.split('/').any(|s| s == ".." || s == "." || s.is_empty()));
             prop_assert!(object_store::path::Path::parse(&path).is_ok());

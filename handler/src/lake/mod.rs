@@ -1,11 +1,16 @@
-//! The lake: object naming, encoding, and create-only writes through `object_store`.
+//! The lake: object naming ([`layout`]), encoding ([`encode`]), receipts ([`receipt`]),
+//! create-only writes through `object_store`, and the one classification of storage
+//! failures ([`StorageFailure`]).
 //!
 //! Everything written goes through [`Lake::put_new`]: create-only, so a re-delivered
 //! batch finds its objects already there instead of overwriting or duplicating them.
 
+mod digest;
 pub mod encode;
 pub mod layout;
 pub mod receipt;
+
+pub use digest::digest_hex;
 
 use std::sync::Arc;
 
@@ -18,7 +23,6 @@ use object_store::path::Path;
 use object_store::{
     Attribute, Attributes, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, RetryConfig,
 };
-use sha2::{Digest, Sha256};
 
 use crate::config::{LakeLocation, Settings};
 
@@ -38,21 +42,66 @@ pub enum LakeError {
 }
 
 impl LakeError {
+    /// What kind of failure this is; see [`StorageFailure`].
+    pub fn failure(&self) -> StorageFailure {
+        match self {
+            Self::Storage { source, .. } => classify(source),
+            Self::Conflict { .. } => StorageFailure::Conflict,
+            Self::Open { .. } => StorageFailure::Refused,
+        }
+    }
+
     /// Whether trying again later may succeed (outages, throttling, timeouts), as
     /// opposed to failures that need an operator (permissions, conflicts, bad config).
     pub fn is_retryable(&self) -> bool {
+        self.failure().is_retryable()
+    }
+}
+
+/// The one classification of storage failures: the handler decides from it whether the
+/// host should retry, and the operator tools which exit code to give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageFailure {
+    /// Outages, throttling, timeouts, server errors: trying again later may succeed.
+    Transient,
+    /// Credentials, permissions, an invalid path, an operation or setting the store
+    /// does not support: an operator must change something first.
+    Refused,
+    /// The object is not there.
+    NotFound,
+    /// A create-only write found an object in place, or an object holds other
+    /// content than it must: the same call fails the same way again.
+    Conflict,
+    /// A conditional request lost to another writer: reading again and retrying sees
+    /// the other writer's result.
+    Precondition,
+}
+
+impl StorageFailure {
+    /// Whether the same work, tried again later, may succeed. A missing object may be
+    /// one another delivery is about to write, and a lost precondition is a race.
+    pub fn is_retryable(self) -> bool {
         match self {
-            Self::Storage { source, .. } => !matches!(
-                source,
-                object_store::Error::PermissionDenied { .. }
-                    | object_store::Error::Unauthenticated { .. }
-                    | object_store::Error::InvalidPath { .. }
-                    | object_store::Error::NotSupported { .. }
-                    | object_store::Error::NotImplemented { .. }
-                    | object_store::Error::AlreadyExists { .. }
-            ),
-            Self::Conflict { .. } | Self::Open { .. } => false,
+            Self::Transient | Self::NotFound | Self::Precondition => true,
+            Self::Refused | Self::Conflict => false,
         }
+    }
+}
+
+/// Classifies an `object_store` error (see [`StorageFailure`]).
+pub fn classify(e: &object_store::Error) -> StorageFailure {
+    use object_store::Error as E;
+    match e {
+        E::PermissionDenied { .. }
+        | E::Unauthenticated { .. }
+        | E::InvalidPath { .. }
+        | E::NotSupported { .. }
+        | E::NotImplemented { .. }
+        | E::UnknownConfigurationKey { .. } => StorageFailure::Refused,
+        E::NotFound { .. } => StorageFailure::NotFound,
+        E::AlreadyExists { .. } => StorageFailure::Conflict,
+        E::Precondition { .. } | E::NotModified { .. } => StorageFailure::Precondition,
+        _ => StorageFailure::Transient,
     }
 }
 
@@ -254,7 +303,7 @@ impl Lake {
     pub async fn put_new(&self, rel: &str, bytes: Bytes, attrs: &ObjectAttributes) -> Result<PutOutcome, LakeError> {
         match self.put(rel, bytes, attrs, PutMode::Create).await {
             Ok(_) => Ok(PutOutcome::Created),
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(PutOutcome::AlreadyExists),
+            Err(e) if classify(&e) == StorageFailure::Conflict => Ok(PutOutcome::AlreadyExists),
             Err(source) => Err(LakeError::Storage {
                 path: rel.to_string(),
                 source,
@@ -295,10 +344,7 @@ impl Lake {
     pub async fn get_if_exists(&self, rel: &str) -> Result<Option<Bytes>, LakeError> {
         match self.get(rel).await {
             Ok(b) => Ok(Some(b)),
-            Err(LakeError::Storage {
-                source: object_store::Error::NotFound { .. },
-                ..
-            }) => Ok(None),
+            Err(e) if e.failure() == StorageFailure::NotFound => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -332,7 +378,8 @@ impl Lake {
     pub async fn delete(&self, rel: &str) -> Result<(), LakeError> {
         let path = self.full(rel)?;
         match self.store.delete(&path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Ok(()) => Ok(()),
+            Err(e) if classify(&e) == StorageFailure::NotFound => Ok(()),
             Err(source) => Err(LakeError::Storage {
                 path: rel.to_string(),
                 source,
@@ -359,11 +406,6 @@ impl Lake {
     }
 }
 
-/// Lowercase hex SHA-256, used for checksums and for names that must stay distinct.
-pub fn digest_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,6 +425,77 @@ mod tests {
             .map(|e| e.unwrap().path())
             .collect();
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn storage_failures_are_classified_once_for_retries_and_exit_codes() {
+        use object_store::Error as E;
+        let cases = [
+            (
+                E::Generic {
+                    store: "s",
+                    source: "503 Server Busy".into(),
+                },
+                StorageFailure::Transient,
+            ),
+            (
+                E::PermissionDenied {
+                    path: "p".into(),
+                    source: "403".into(),
+                },
+                StorageFailure::Refused,
+            ),
+            (
+                E::Unauthenticated {
+                    path: "p".into(),
+                    source: "401".into(),
+                },
+                StorageFailure::Refused,
+            ),
+            (
+                E::UnknownConfigurationKey {
+                    store: "s",
+                    key: "k".into(),
+                },
+                StorageFailure::Refused,
+            ),
+            (
+                E::NotFound {
+                    path: "p".into(),
+                    source: "404".into(),
+                },
+                StorageFailure::NotFound,
+            ),
+            (
+                E::AlreadyExists {
+                    path: "p".into(),
+                    source: "409".into(),
+                },
+                StorageFailure::Conflict,
+            ),
+            (
+                E::Precondition {
+                    path: "p".into(),
+                    source: "412".into(),
+                },
+                StorageFailure::Precondition,
+            ),
+        ];
+        for (error, want) in cases {
+            assert_eq!(classify(&error), want, "{error}");
+            let lake_error = LakeError::Storage {
+                path: "p".into(),
+                source: error,
+            };
+            assert_eq!(lake_error.is_retryable(), want.is_retryable(), "{lake_error}");
+        }
+        let conflict = LakeError::Conflict {
+            path: "p".into(),
+            reason: "other events".into(),
+        };
+        assert_eq!(conflict.failure(), StorageFailure::Conflict);
+        assert!(!conflict.is_retryable());
+        assert!(StorageFailure::Transient.is_retryable() && !StorageFailure::Refused.is_retryable());
     }
 
     #[test]

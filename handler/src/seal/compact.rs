@@ -21,8 +21,8 @@ use flate2::write::GzEncoder;
 use serde::Deserialize;
 
 use super::completeness::partition_cmp;
+use super::error::SealError;
 use super::manifest::{part_path, ManifestObject, PartitionSummary};
-use super::SealError;
 use crate::config::Compression;
 use crate::lake::{digest_hex, ObjectAttributes};
 

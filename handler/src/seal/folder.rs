@@ -5,10 +5,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::completeness::Coverage;
+use super::error::SealError;
 use super::manifest::{part_generation, Manifest, RemovedCopy, UnreceiptedObject};
 use super::plan::{RawRef, Unit};
 use super::unreceipted::{self, Verdict};
-use super::SealError;
 use crate::lake::Lake;
 
 /// The objects directly in a unit's folder (path → size).

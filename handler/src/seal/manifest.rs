@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::completeness::{SealReason, SeqRange};
 use crate::config::Compression;
 use crate::lake::layout::MANIFEST_NAME;
+use crate::time::parse_time;
 
 /// The manifest of one sealed unit (database, collection, hour).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,10 +96,6 @@ impl Manifest {
         };
         normal(self) == normal(other)
     }
-}
-
-fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
 }
 
 /// How long after removing a copy the seal keeps reading the hour's manifest on every

@@ -21,11 +21,15 @@
 
 pub mod compact;
 pub mod completeness;
+mod error;
 mod folder;
 pub mod manifest;
 pub mod plan;
 mod unit;
 pub mod unreceipted;
+
+pub use error::{FailPoint, SealError};
+pub use plan::{Unit, UnitKey};
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -42,46 +46,6 @@ use crate::lake::{Lake, LakeError};
 use completeness::Readiness;
 use plan::LoadedReceipt;
 use unit::UnitOutcome;
-
-/// Why a seal run (or one unit of it) failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SealError {
-    /// Storage failed; the run stops and the timer function answers 500.
-    #[error(transparent)]
-    Lake(#[from] LakeError),
-    /// An object does not hold what its receipt or manifest says, or is missing. The
-    /// unit is skipped with a warning (an operator must look); other units go on.
-    #[error("{path}: {reason}")]
-    Corrupt { path: String, reason: String },
-    /// A bug or a crashed worker task.
-    #[error("internal error: {0}")]
-    Internal(String),
-    /// A failure injected by a test through [`SealOptions::fail_at`].
-    #[error("injected failure at {0:?}")]
-    Injected(FailPoint),
-}
-
-impl SealError {
-    /// Whether the next run may succeed without anyone doing anything.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Self::Lake(e) => e.is_retryable(),
-            Self::Internal(_) | Self::Injected(_) => true,
-            Self::Corrupt { .. } => false,
-        }
-    }
-}
-
-/// Points where a test can make a run stop as if the process had crashed there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailPoint {
-    /// Compacted objects written, manifest not yet.
-    AfterCompaction,
-    /// Manifest written, nothing deleted yet.
-    AfterManifest,
-    /// Manifest written, the first superseded object deleted.
-    DuringCleanup,
-}
 
 /// Knobs of one run beyond the settings (tests and future settings).
 #[derive(Debug, Clone, Default)]

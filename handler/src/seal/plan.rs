@@ -10,6 +10,7 @@ use super::completeness::{self, PartitionKey, SeqRange, Span};
 use super::manifest::{Gap, GapSide, Overlap};
 use crate::config::TimeSource;
 use crate::lake::receipt::{ObjectKind, Receipt, ReceiptObject};
+use crate::time::{format_hour, parse_time};
 
 /// A receipt read from the lake.
 #[derive(Debug, Clone)]
@@ -36,10 +37,11 @@ pub struct RawRef {
     pub receipt: String,
 }
 
-/// What is sealed as one: a route and an hour.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// What is sealed as one: a route and an hour (one folder of the lake). The seal, the
+/// seal's reports and the operator tools all name a unit by this key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct UnitKey {
-    /// Oldest first: the field order makes that the sort order.
+    /// Start of the hour. Oldest first: the field order makes that the sort order.
     pub hour: DateTime<Utc>,
     pub database: String,
     pub collection: String,
@@ -53,13 +55,7 @@ impl UnitKey {
 
 impl std::fmt::Display for UnitKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}/{} {}",
-            self.database,
-            self.collection,
-            self.hour.format("%Y-%m-%dT%HZ")
-        )
+        write!(f, "{}/{} {}", self.database, self.collection, format_hour(self.hour))
     }
 }
 
@@ -120,10 +116,6 @@ impl Plan {
     pub fn writer_watermarks(&self, unit: &Unit) -> Vec<Option<DateTime<Utc>>> {
         unit.writers.iter().map(|w| self.watermarks.get(w).copied()).collect()
     }
-}
-
-fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
 }
 
 /// The event time a receipt proves its partition has reached. With the processing
@@ -421,6 +413,17 @@ fn check_shared_dirs(units: &mut [Unit]) {
 mod tests {
     use super::*;
     use crate::lake::receipt::ObjectKind;
+
+    #[test]
+    fn a_unit_prints_its_route_and_hour_as_operators_type_it() {
+        let key = UnitKey {
+            hour: parse_time("2025-01-15T10:00:00Z").unwrap(),
+            database: "shop".into(),
+            collection: "orders".into(),
+        };
+        assert_eq!(key.to_string(), "shop/orders 2025-01-15T10");
+        assert_eq!(key.hour_end(), parse_time("2025-01-15T11:00:00Z").unwrap());
+    }
 
     fn obj(
         path: &str,

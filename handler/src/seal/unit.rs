@@ -13,15 +13,15 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::compact::{self, Key, MergeOutput, ObjectIo, PartSpec, PutResult, Source};
 use super::completeness::{partition_cmp, SealReason};
+use super::error::{FailPoint, SealError};
 use super::folder::{self, file_name, Examined, Listing};
 use super::manifest::{
     manifest_path, part_generation, recheck_path, Inputs, Manifest, ManifestObject, PartitionSummary, UnreceiptedObject,
 };
 use super::plan::{RawRef, Unit};
-use super::{FailPoint, SealError};
 use crate::config::Settings;
-use crate::ingest::event::format_time;
-use crate::lake::{digest_hex, Lake, LakeError, ObjectAttributes, PutOutcome};
+use crate::lake::{digest_hex, Lake, ObjectAttributes, PutOutcome, StorageFailure};
+use crate::time::{format_time, parse_time};
 
 /// What a unit's work needs.
 pub(crate) struct Ctx<'a> {
@@ -159,9 +159,7 @@ async fn read_manifest(lake: &Lake, path: &str, unit: &Unit) -> Result<Manifest,
         path: path.to_string(),
         reason: format!("manifest does not parse: {e}"),
     })?;
-    let hour = DateTime::parse_from_rfc3339(&manifest.hour)
-        .map(|h| h.with_timezone(&Utc))
-        .ok();
+    let hour = parse_time(&manifest.hour);
     if manifest.database != unit.key.database
         || manifest.collection != unit.key.collection
         || hour != Some(unit.key.hour)
@@ -612,20 +610,10 @@ struct LakeIo {
     runtime: tokio::runtime::Handle,
 }
 
-fn is_not_found(e: &LakeError) -> bool {
-    matches!(
-        e,
-        LakeError::Storage {
-            source: object_store::Error::NotFound { .. },
-            ..
-        }
-    )
-}
-
 impl ObjectIo for LakeIo {
     fn get(&mut self, path: &str) -> Result<Bytes, SealError> {
         self.runtime.block_on(self.lake.get(path)).map_err(|e| {
-            if is_not_found(&e) {
+            if e.failure() == StorageFailure::NotFound {
                 SealError::Corrupt {
                     path: path.to_string(),
                     reason: "vanished while sealing (deleted, or another seal run on this hour)".into(),

@@ -1,0 +1,142 @@
+//! The envelope of every invocation (`{"Data": {...}, "Metadata": {...}}`), the answer
+//! to a successful one, and the error for a request the host should never have sent.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// A request the host should never have sent: answered 400 with this message.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct RequestError(pub String);
+
+impl RequestError {
+    pub fn new(msg: impl Into<String>) -> Self {
+        Self(msg.into())
+    }
+}
+
+/// The envelope of every invocation, with values left as raw JSON until a trigger
+/// decoder asks for them.
+#[derive(Debug, Deserialize)]
+pub struct Invocation<'a> {
+    #[serde(rename = "Data", alias = "data", borrow, default)]
+    pub(super) data: HashMap<Cow<'a, str>, &'a RawValue>,
+    #[serde(rename = "Metadata", alias = "metadata", borrow, default)]
+    metadata: HashMap<Cow<'a, str>, &'a RawValue>,
+}
+
+impl<'a> Invocation<'a> {
+    /// Parses the request body; the error names what is wrong with it.
+    pub fn parse(body: &'a [u8]) -> Result<Self, RequestError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(RequestError::new(
+                "empty request body: expected {\"Data\":{...},\"Metadata\":{...}}",
+            ));
+        }
+        let text =
+            std::str::from_utf8(body).map_err(|e| RequestError::new(format!("request body is not UTF-8: {e}")))?;
+        let invocation: Self = serde_json::from_str(text).map_err(|e| {
+            RequestError::new(format!(
+                "request body is not a custom-handler invocation ({e}); expected {{\"Data\":{{...}},\"Metadata\":{{...}}}}"
+            ))
+        })?;
+        if invocation.data.is_empty() {
+            return Err(RequestError::new(
+                "request has no Data: expected Data.<binding name> holding the trigger payload",
+            ));
+        }
+        Ok(invocation)
+    }
+
+    /// A metadata entry, case-insensitively (Newtonsoft-style), ignoring JSON null.
+    fn meta(&self, key: &str) -> Option<&'a RawValue> {
+        self.metadata
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| *v)
+            .filter(|v| v.get() != "null")
+    }
+
+    /// A metadata value that is an object or an array, sent either as itself or as a
+    /// JSON string holding it (the host's `JsonConvert.SerializeObject` wrapping).
+    pub(super) fn meta_value<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, RequestError> {
+        self.meta(key)
+            .map(|raw| unwrap_json::<T>(raw).map_err(|e| RequestError::new(format!("Metadata.{key}: {e}"))))
+            .transpose()
+    }
+
+    /// `sys.MethodName`: the function the host thinks it is invoking.
+    pub fn method_name(&self) -> Option<String> {
+        #[derive(Deserialize)]
+        struct Sys {
+            #[serde(rename = "MethodName")]
+            method_name: Option<String>,
+        }
+        self.meta_value::<Sys>("sys").ok().flatten().and_then(|s| s.method_name)
+    }
+}
+
+/// Decodes `raw` as `T`, first unwrapping one level of JSON-in-a-string if needed.
+pub(super) fn unwrap_json<T: DeserializeOwned>(raw: &RawValue) -> Result<T, String> {
+    let text = raw.get();
+    if text.starts_with('"') {
+        let inner: String = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        serde_json::from_str(&inner).map_err(|e| format!("string-wrapped JSON does not decode: {e}"))
+    } else {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+/// The body we answer a successful invocation with. The host needs a JSON object:
+/// an empty body or `null` leaves the invocation hanging until `functionTimeout`.
+#[derive(Debug, Serialize, Deserialize, Default)]
+pub struct InvocationResponse {
+    #[serde(rename = "Outputs")]
+    pub outputs: serde_json::Map<String, serde_json::Value>,
+    #[serde(rename = "Logs")]
+    pub logs: Vec<String>,
+    #[serde(rename = "ReturnValue")]
+    pub return_value: Option<serde_json::Value>,
+}
+
+impl InvocationResponse {
+    pub fn with_logs(logs: Vec<String>) -> Self {
+        Self {
+            logs,
+            ..Self::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_json_and_empty_bodies_name_the_problem() {
+        assert!(Invocation::parse(b"").unwrap_err().0.contains("empty request body"));
+        assert!(Invocation::parse(b"{not json")
+            .unwrap_err()
+            .0
+            .contains("not a custom-handler invocation"));
+        assert!(Invocation::parse(b"[1,2]")
+            .unwrap_err()
+            .0
+            .contains("not a custom-handler invocation"));
+        assert!(Invocation::parse(b"{\"Metadata\":{}}")
+            .unwrap_err()
+            .0
+            .contains("no Data"));
+        assert!(Invocation::parse(&[0xff, 0xfe]).unwrap_err().0.contains("UTF-8"));
+    }
+
+    #[test]
+    fn response_is_the_object_the_host_expects() {
+        let text = serde_json::to_string(&InvocationResponse::with_logs(vec!["ok".into()])).unwrap();
+        assert_eq!(text, r#"{"Outputs":{},"Logs":["ok"],"ReturnValue":null}"#);
+    }
+}
