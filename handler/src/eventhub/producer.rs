@@ -468,9 +468,22 @@ impl EventHubSink {
     }
 }
 
+/// Batches to different targets sent at once by [`EventHubSink::send_batches`]: enough to
+/// hide the round trip when every event has its own partition key.
+const CONCURRENT_BATCHES: usize = 16;
+
 impl EventSink for EventHubSink {
     async fn send_batch(&self, target: &Target, events: &[OutEvent]) -> Result<(), SinkError> {
         self.send_events(target, events).await
+    }
+
+    async fn send_batches(&self, batches: &[(Target, Vec<OutEvent>)]) -> Vec<Result<(), SinkError>> {
+        use futures::StreamExt as _;
+        futures::stream::iter(batches)
+            .map(|(target, events)| self.send_events(target, events))
+            .buffered(CONCURRENT_BATCHES)
+            .collect()
+            .await
     }
 
     fn describe(&self) -> String {
