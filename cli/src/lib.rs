@@ -1,9 +1,10 @@
 //! hub2lake's operator tools, on top of the handler library ([`hub2lake`]):
 //! [`simulator`] (a faithful Functions host that drives the real `handler`),
 //! [`benchmark`] (the handler measured from outside), [`ops`] (read, verify, fetch and
-//! replay a lake) and [`commands`] (the `hub2lake` command line over all of them).
+//! replay a lake), [`bridge`] (Redis Streams → Event Hubs) and [`commands`] (the `hub2lake` command line over all of them).
 
 pub mod benchmark;
+pub mod bridge;
 pub mod commands;
 pub mod ops;
 pub mod simulator;

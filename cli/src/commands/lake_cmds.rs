@@ -19,7 +19,8 @@ use crate::ops::replay::{self, DryRunSink, PartitionMode, ReplayOptions};
 use crate::ops::verify::{self, VerifyOptions};
 use crate::ops::{exit, ls, open_lake, OpsError};
 use hub2lake::config::Settings;
-use hub2lake::eventhub::{self, ConnectionString, CredentialKind, Destination, EventHubSink, FileSink, SinkError};
+use super::destination::{DestinationError, DestinationFlags};
+use hub2lake::eventhub::{CredentialKind, Destination, EventHubSink, FileSink};
 use hub2lake::lake::Lake;
 use hub2lake::telemetry::error_chain;
 
@@ -450,36 +451,18 @@ fn destination(args: &ReplayArgs) -> Result<Option<Destination>, OpsError> {
     if !args.to_eventhub {
         return Ok(None);
     }
-    if let Some(raw) = &args.connection_string {
-        let parsed = ConnectionString::parse(raw).map_err(SinkError::from)?;
-        let eventhub = parsed.eventhub(args.eventhub.as_deref())?;
-        return Ok(Some(Destination::ConnectionString {
-            parsed,
-            raw: azure_core::credentials::Secret::new(raw.clone()),
-            eventhub,
-        }));
-    }
-    let Some(ns) = &args.namespace else {
-        return Err(OpsError::Usage(
-            "--to-eventhub needs --connection-string (or HUB2LAKE_REPLAY_CONNECTION_STRING), or --namespace and \
-             --eventhub with an Azure identity"
-                .into(),
-        ));
-    };
-    let eventhub = args
-        .eventhub
-        .clone()
-        .ok_or_else(|| OpsError::Usage("--namespace needs --eventhub (the Event Hub to send to)".into()))?;
-    if !eventhub::valid_eventhub_name(&eventhub) {
-        return Err(OpsError::Usage(format!(
-            "--eventhub {eventhub:?} is not an Event Hub name"
-        )));
-    }
-    Ok(Some(Destination::Identity {
-        namespace: eventhub::qualify_namespace(ns)?,
-        eventhub,
+    let flags = DestinationFlags {
+        connection_string: args.connection_string.as_deref(),
+        namespace: args.namespace.as_deref(),
+        eventhub: args.eventhub.as_deref(),
         credential: args.credential.0,
-    }))
+        connection_string_env: "HUB2LAKE_REPLAY_CONNECTION_STRING",
+    };
+    match super::destination::destination(flags) {
+        Ok(d) => Ok(Some(d)),
+        Err(DestinationError::Usage(m)) => Err(OpsError::Usage(m)),
+        Err(DestinationError::Sink(e)) => Err(e.into()),
+    }
 }
 
 /// Progress output only when a person watches: stdout is a terminal.

@@ -1,7 +1,9 @@
 //! The operator CLI (`hub2lake`): thin commands over the library.
 
 mod bench;
+pub mod bridge;
 mod credential_arg;
+mod destination;
 pub mod demo;
 pub mod lake_cmds;
 mod package;
@@ -48,6 +50,9 @@ pub enum Command {
     Bench(bench::BenchArgs),
     #[command(flatten)]
     Lake(lake_cmds::LakeCommand),
+    /// Move a Redis Stream's entries to an Event Hub (or files) through a consumer group:
+    /// XACK after the hub accepted, claims, dead letters; `bridge publish` adds test entries.
+    Bridge(Box<bridge::BridgeArgs>),
 }
 
 /// Runs a parsed command.
@@ -58,6 +63,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Lake(cmd) => lake_cmds::run(cmd),
+        Command::Bridge(args) => bridge::run(*args),
         Command::Settings => {
             for (name, default, meaning) in hub2lake::config::SETTINGS_DOC {
                 println!("{name}\n    default: {default}\n    {meaning}\n");
