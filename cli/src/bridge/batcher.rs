@@ -79,7 +79,12 @@ mod tests {
     #[test]
     fn the_byte_limit_cuts_batches_and_an_event_over_it_is_set_apart() {
         let one = event(0, None, 400).estimated_size();
-        let events = vec![event(0, None, 400), event(1, None, 400), event(2, None, 5000), event(3, None, 400)];
+        let events = vec![
+            event(0, None, 400),
+            event(1, None, 400),
+            event(2, None, 5000),
+            event(3, None, 400),
+        ];
         let plan = plan(events, 100, one * 2);
         let seqs: Vec<Vec<i64>> = plan
             .batches
@@ -93,10 +98,18 @@ mod tests {
 
     #[test]
     fn each_key_gets_its_own_batches() {
-        let events = vec![event(0, Some("a"), 1), event(1, Some("b"), 1), event(2, Some("a"), 1), event(3, None, 1)];
+        let events = vec![
+            event(0, Some("a"), 1),
+            event(1, Some("b"), 1),
+            event(2, Some("a"), 1),
+            event(3, None, 1),
+        ];
         let plan = plan(events, 10, MAX_BATCH_BYTES);
         let targets: Vec<&Target> = plan.batches.iter().map(|(t, _)| t).collect();
-        assert_eq!(targets, [&Target::Key("a".into()), &Target::Key("b".into()), &Target::Any]);
+        assert_eq!(
+            targets,
+            [&Target::Key("a".into()), &Target::Key("b".into()), &Target::Any]
+        );
         assert_eq!(plan.batches[0].1.len(), 2);
     }
 

@@ -9,13 +9,16 @@ use serde_json::{Map, Value as Json};
 
 use hub2lake::eventhub::OutEvent;
 
+/// An entry's fields, in order, as bytes.
+pub type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// One entry of the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamEntry {
     pub id: String,
     /// The fields in their order; `None` when the entry was deleted (XDEL, XTRIM) while
     /// pending: there is nothing to deliver, only to acknowledge.
-    pub fields: Option<Vec<(Vec<u8>, Vec<u8>)>>,
+    pub fields: Option<Fields>,
 }
 
 /// A reply Redis should not have sent: a bug here or a server that is not Redis.
@@ -111,7 +114,12 @@ fn parse_entry(command: &'static str, item: Value) -> Result<StreamEntry, ReplyE
         Some(Value::Map(pairs)) => Some(
             pairs
                 .into_iter()
-                .map(|(k, v)| Ok((bytes(k).ok_or_else(|| bad_field(command, &id))?, bytes(v).unwrap_or_default())))
+                .map(|(k, v)| {
+                    Ok((
+                        bytes(k).ok_or_else(|| bad_field(command, &id))?,
+                        bytes(v).unwrap_or_default(),
+                    ))
+                })
                 .collect::<Result<_, ReplyError>>()?,
         ),
         Some(other) => return Err(unexpected(command, format!("fields of {id}: {other:?}"))),
@@ -123,8 +131,8 @@ fn bad_field(command: &'static str, id: &str) -> ReplyError {
     unexpected(command, format!("a field name of {id} is not a string"))
 }
 
-fn pair_up(command: &'static str, id: &str, flat: Vec<Value>) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ReplyError> {
-    if flat.len() % 2 != 0 {
+fn pair_up(command: &'static str, id: &str, flat: Vec<Value>) -> Result<Fields, ReplyError> {
+    if !flat.len().is_multiple_of(2) {
         return Err(unexpected(command, format!("{id} has an odd number of field items")));
     }
     let mut fields = Vec::with_capacity(flat.len() / 2);
@@ -174,9 +182,10 @@ impl EventShape {
         let partition_key = match &self.partition_key_field {
             Some(name) => match field(fields, name) {
                 None => None,
-                Some(value) => Some(String::from_utf8(value.to_vec()).map_err(|_| {
-                    format!("the value of {name:?} (--partition-key-field) is not UTF-8 text")
-                })?),
+                Some(value) => Some(
+                    String::from_utf8(value.to_vec())
+                        .map_err(|_| format!("the value of {name:?} (--partition-key-field) is not UTF-8 text"))?,
+                ),
             },
             None => None,
         };
@@ -209,7 +218,10 @@ fn fields_as_json(fields: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<u8>, String> {
         let name = std::str::from_utf8(k).map_err(|_| "a field name is not UTF-8 text".to_string())?;
         let value = std::str::from_utf8(v)
             .map_err(|_| format!("the value of {name:?} is not UTF-8 text (use --body-field for binary bodies)"))?;
-        if object.insert(name.to_string(), Json::String(value.to_string())).is_some() {
+        if object
+            .insert(name.to_string(), Json::String(value.to_string()))
+            .is_some()
+        {
             return Err(format!("the field {name:?} appears more than once"));
         }
     }
@@ -303,7 +315,9 @@ mod tests {
         assert_eq!(e.properties["redis_stream"], "changes");
         assert_eq!(e.properties["redis_id"], "7-1");
         assert_eq!((e.source_partition.as_str(), e.source_sequence_number), ("changes", 3));
-        let empty = shape(Some("data"), Some("key")).event("7-2", &owned(&[("data", "")]), 4).unwrap();
+        let empty = shape(Some("data"), Some("key"))
+            .event("7-2", &owned(&[("data", "")]), 4)
+            .unwrap();
         assert!(empty.body.is_empty());
         assert_eq!(empty.partition_key, None);
     }
@@ -324,11 +338,20 @@ mod tests {
         let twice = shape(None, None).event("1-0", &owned(&[("a", "1"), ("a", "2")]), 0);
         assert!(twice.unwrap_err().contains("more than once"));
         let binary = vec![(b"a".to_vec(), vec![0xff, 0xfe])];
-        assert!(shape(None, None).event("1-0", &binary, 0).unwrap_err().contains("UTF-8"));
+        assert!(shape(None, None)
+            .event("1-0", &binary, 0)
+            .unwrap_err()
+            .contains("UTF-8"));
         let key = vec![(b"data".to_vec(), b"x".to_vec()), (b"k".to_vec(), vec![0xff])];
-        assert!(shape(Some("data"), Some("k")).event("1-0", &key, 0).unwrap_err().contains("UTF-8"));
+        assert!(shape(Some("data"), Some("k"))
+            .event("1-0", &key, 0)
+            .unwrap_err()
+            .contains("UTF-8"));
         // A binary body is fine with --body-field.
         let body = vec![(b"data".to_vec(), vec![0xff])];
-        assert_eq!(shape(Some("data"), None).event("1-0", &body, 0).unwrap().body, vec![0xff]);
+        assert_eq!(
+            shape(Some("data"), None).event("1-0", &body, 0).unwrap().body,
+            vec![0xff]
+        );
     }
 }

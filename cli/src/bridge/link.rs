@@ -54,7 +54,11 @@ impl RedisLink {
         let until = Instant::now() + deadline;
         let mut backoff = Backoff::new();
         loop {
-            let error = match self.client.get_multiplexed_async_connection_with_config(&self.config).await {
+            let error = match self
+                .client
+                .get_multiplexed_async_connection_with_config(&self.config)
+                .await
+            {
                 Ok(conn) => {
                     self.conn = Some(conn);
                     return Ok(());
@@ -88,13 +92,17 @@ impl RedisLink {
                 break;
             }
             attempts += 1;
-            match self.client.get_multiplexed_async_connection_with_config(&self.config).await {
+            match self
+                .client
+                .get_multiplexed_async_connection_with_config(&self.config)
+                .await
+            {
                 Ok(conn) => {
                     tracing::info!(url = %self.url, attempts, "reconnected to Redis");
                     self.conn = Some(conn);
                     return true;
                 }
-                Err(e) if attempts == 1 || attempts % 10 == 0 => {
+                Err(e) if attempts == 1 || attempts.is_multiple_of(10) => {
                     tracing::warn!(url = %self.url, attempts, error = %describe(&e), "Redis still unreachable");
                 }
                 Err(_) => {}
@@ -218,7 +226,10 @@ mod tests {
     #[test]
     fn urls_redis_refuses_are_configuration_errors() {
         let e = RedisLink::open("http://x", Duration::from_secs(1)).err().unwrap();
-        assert!(matches!(e, BridgeError::Config(ref m) if m.contains("--redis-url http://x")), "{e}");
+        assert!(
+            matches!(e, BridgeError::Config(ref m) if m.contains("--redis-url http://x")),
+            "{e}"
+        );
         assert!(RedisLink::open("rediss://user:pw@example.com:6380/0", Duration::from_secs(1)).is_ok());
     }
 

@@ -337,7 +337,11 @@ impl<S: EventSink> Bridge<'_, S> {
             }
             ReadKind::OwnPending | ReadKind::New => {
                 cmd = redis::cmd("XREADGROUP");
-                cmd.arg("GROUP").arg(&c.group).arg(&c.consumer).arg("COUNT").arg(c.batch_size);
+                cmd.arg("GROUP")
+                    .arg(&c.group)
+                    .arg(&c.consumer)
+                    .arg("COUNT")
+                    .arg(c.batch_size);
                 if kind == ReadKind::New {
                     cmd.arg("BLOCK").arg(millis(c.block));
                 }
@@ -455,7 +459,10 @@ impl<S: EventSink> Bridge<'_, S> {
             let mut failure = None;
             let mut results = results.into_iter();
             for (target, mut events) in batches {
-                match results.next().unwrap_or_else(|| Err(SinkError::Config("the sink lost a batch".into()))) {
+                match results
+                    .next()
+                    .unwrap_or_else(|| Err(SinkError::Config("the sink lost a batch".into())))
+                {
                     Ok(()) => {
                         self.progress.counters.delivered += events.len() as u64;
                         self.to_ack

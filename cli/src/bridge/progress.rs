@@ -41,7 +41,12 @@ pub fn parse_group_info(reply: &Value, group: &str) -> Option<GroupInfo> {
             Value::Map(pairs) => pairs.iter().map(|(k, v)| (k, v)).collect(),
             _ => return None,
         };
-        let get = |name: &str| pairs.iter().find(|(k, _)| as_text(k).as_deref() == Some(name)).map(|(_, v)| *v);
+        let get = |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| as_text(k).as_deref() == Some(name))
+                .map(|(_, v)| *v)
+        };
         if get("name").and_then(as_text).as_deref() != Some(group) {
             return None;
         }

@@ -86,9 +86,7 @@ pub async fn publish(link: &mut RedisLink, options: &PublishOptions) -> Result<P
         let mut pipe = redis::pipe();
         for index in report.entries..report.entries + n {
             let event = hub.event(0, index);
-            let key = document_key(&event.body)
-                .or(event.partition_key)
-                .unwrap_or_default();
+            let key = document_key(&event.body).or(event.partition_key).unwrap_or_default();
             pipe.cmd("XADD")
                 .arg(&options.stream)
                 .arg("*")

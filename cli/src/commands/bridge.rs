@@ -44,7 +44,13 @@ pub struct BridgeArgs {
     #[command(subcommand)]
     pub command: Option<BridgeCommand>,
     /// Redis URL: redis://[user:password@]host[:port][/db], rediss:// for TLS.
-    #[arg(long, value_name = "URL", env = "HUB2LAKE_BRIDGE_REDIS_URL", hide_env_values = true, required = true)]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "HUB2LAKE_BRIDGE_REDIS_URL",
+        hide_env_values = true,
+        required = true
+    )]
     pub redis_url: Option<String>,
     /// The stream to read.
     #[arg(long, value_name = "KEY", env = "HUB2LAKE_BRIDGE_STREAM", required = true)]
@@ -99,10 +105,20 @@ pub struct BridgeArgs {
     #[arg(long, value_name = "DIR", env = "HUB2LAKE_BRIDGE_TO_FILE")]
     pub to_file: Option<PathBuf>,
     /// Event Hubs connection string (Endpoint, SharedAccessKeyName, SharedAccessKey[, EntityPath]).
-    #[arg(long, value_name = "CS", env = "HUB2LAKE_BRIDGE_CONNECTION_STRING", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "CS",
+        env = "HUB2LAKE_BRIDGE_CONNECTION_STRING",
+        hide_env_values = true
+    )]
     pub connection_string: Option<String>,
     /// Event Hubs namespace (contoso or contoso.servicebus.windows.net), with an Azure identity.
-    #[arg(long, value_name = "NS", env = "HUB2LAKE_BRIDGE_NAMESPACE", conflicts_with = "connection_string")]
+    #[arg(
+        long,
+        value_name = "NS",
+        env = "HUB2LAKE_BRIDGE_NAMESPACE",
+        conflicts_with = "connection_string"
+    )]
     pub namespace: Option<String>,
     /// Event Hub name (required unless the connection string has EntityPath).
     #[arg(long, value_name = "NAME", env = "HUB2LAKE_BRIDGE_EVENTHUB")]
@@ -139,7 +155,12 @@ pub struct PublishArgs {
     #[arg(long, value_name = "PER_SECOND", env = "HUB2LAKE_BRIDGE_RATE", value_parser = positive_rate)]
     pub rate: Option<f64>,
     /// Approximate size of one event's JSON in bytes.
-    #[arg(long, value_name = "BYTES", env = "HUB2LAKE_BRIDGE_EVENT_SIZE", default_value_t = 700)]
+    #[arg(
+        long,
+        value_name = "BYTES",
+        env = "HUB2LAKE_BRIDGE_EVENT_SIZE",
+        default_value_t = 700
+    )]
     pub event_size: usize,
     /// The same seed gives the same events.
     #[arg(long, env = "HUB2LAKE_BRIDGE_SEED", default_value_t = 42)]

@@ -11,6 +11,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::credential_arg::CredentialArg;
+use super::destination::{DestinationError, DestinationFlags};
 use crate::ops::get::{self, GetOptions, MergeTarget};
 use crate::ops::inventory::Inventory;
 use crate::ops::merge::{DedupBy, SortOptions};
@@ -19,7 +20,6 @@ use crate::ops::replay::{self, DryRunSink, PartitionMode, ReplayOptions};
 use crate::ops::verify::{self, VerifyOptions};
 use crate::ops::{exit, ls, open_lake, OpsError};
 use hub2lake::config::Settings;
-use super::destination::{DestinationError, DestinationFlags};
 use hub2lake::eventhub::{CredentialKind, Destination, EventHubSink, FileSink};
 use hub2lake::lake::Lake;
 use hub2lake::telemetry::error_chain;

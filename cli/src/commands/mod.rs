@@ -3,8 +3,8 @@
 mod bench;
 pub mod bridge;
 mod credential_arg;
-mod destination;
 pub mod demo;
+mod destination;
 pub mod lake_cmds;
 mod package;
 pub mod simulate;

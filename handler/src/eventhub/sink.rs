@@ -123,10 +123,7 @@ pub trait EventSink {
     /// same order: a caller such as the Redis bridge acknowledges what was accepted and
     /// retries the rest. By default one after the other; sinks override it to send
     /// them together.
-    fn send_batches(
-        &self,
-        batches: &[(Target, Vec<OutEvent>)],
-    ) -> impl Future<Output = Vec<Result<(), SinkError>>> {
+    fn send_batches(&self, batches: &[(Target, Vec<OutEvent>)]) -> impl Future<Output = Vec<Result<(), SinkError>>> {
         async move {
             let mut results = Vec::with_capacity(batches.len());
             for (target, events) in batches {
@@ -331,7 +328,9 @@ mod tests {
     async fn a_cut_off_last_line_is_ended_before_the_next_runs_lines() {
         let dir = tempfile::tempdir().unwrap();
         let sink = FileSink::new(dir.path()).unwrap();
-        sink.send_batch(&Target::Any, &[event("orders", 1, b"one")]).await.unwrap();
+        sink.send_batch(&Target::Any, &[event("orders", 1, b"one")])
+            .await
+            .unwrap();
         let path = sink.file_of("orders");
         // A crash in the middle of the next write.
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
@@ -339,8 +338,12 @@ mod tests {
         drop(sink);
 
         let sink = FileSink::new(dir.path()).unwrap();
-        sink.send_batch(&Target::Any, &[event("orders", 2, b"two")]).await.unwrap();
-        sink.send_batch(&Target::Any, &[event("orders", 3, b"three")]).await.unwrap();
+        sink.send_batch(&Target::Any, &[event("orders", 2, b"two")])
+            .await
+            .unwrap();
+        sink.send_batch(&Target::Any, &[event("orders", 3, b"three")])
+            .await
+            .unwrap();
         let lines = lines(&path);
         assert_eq!(lines.len(), 4, "{lines:?}");
         assert_eq!(lines[1], r#"{"batch":2,"target":"an"#);
