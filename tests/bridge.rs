@@ -734,4 +734,35 @@ fn settings_that_cannot_work_are_refused_before_connecting() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("HUB2LAKE_BRIDGE_CONNECTION_STRING"));
+    let out = Command::new(HUB2LAKE)
+        .args([
+            "bridge",
+            "--redis-url",
+            "redis://127.0.0.1:1",
+            "--stream",
+            "s",
+            "--group",
+            "g",
+        ])
+        .args(["--to-eventhub", "--to-file", "/tmp/unused-bridge-out"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("choose one destination"));
+    // A switch turned off in the environment names no destination.
+    let out = Command::new(HUB2LAKE)
+        .args([
+            "bridge",
+            "--redis-url",
+            "redis://127.0.0.1:1",
+            "--stream",
+            "s",
+            "--group",
+            "g",
+        ])
+        .env("HUB2LAKE_BRIDGE_TO_EVENTHUB", "false")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no destination"));
 }

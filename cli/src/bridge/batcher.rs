@@ -52,6 +52,23 @@ pub fn plan(events: Vec<OutEvent>, max_events: usize, max_bytes: usize) -> Plan 
     plan
 }
 
+/// The batches in waves: wave `n` holds the `n`-th batch of every target. Sending wave by
+/// wave, each after the one before was accepted, keeps per-key order even when batches
+/// of one wave are sent at once and some are retried.
+pub fn waves(batches: Vec<(Target, Vec<OutEvent>)>) -> Vec<Vec<(Target, Vec<OutEvent>)>> {
+    let mut rank: HashMap<Target, usize> = HashMap::new();
+    let mut waves: Vec<Vec<(Target, Vec<OutEvent>)>> = Vec::new();
+    for (target, events) in batches {
+        let n = rank.entry(target.clone()).or_default();
+        if waves.len() <= *n {
+            waves.push(Vec::new());
+        }
+        waves[*n].push((target, events));
+        *n += 1;
+    }
+    waves
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +128,23 @@ mod tests {
             [&Target::Key("a".into()), &Target::Key("b".into()), &Target::Any]
         );
         assert_eq!(plan.batches[0].1.len(), 2);
+    }
+
+    #[test]
+    fn the_second_batch_of_a_key_waits_for_the_next_wave() {
+        let events = (0..5)
+            .map(|n| event(n, Some(if n < 3 { "a" } else { "b" }), 1))
+            .collect();
+        let waves = waves(plan(events, 2, MAX_BATCH_BYTES).batches);
+        let seqs: Vec<Vec<Vec<i64>>> = waves
+            .iter()
+            .map(|w| {
+                w.iter()
+                    .map(|(_, b)| b.iter().map(|e| e.source_sequence_number).collect())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(seqs, vec![vec![vec![0, 1], vec![3, 4]], vec![vec![2]]]);
     }
 
     proptest! {

@@ -434,16 +434,18 @@ impl<S: EventSink> Bridge<'_, S> {
                 ),
             ));
         }
-        let rejected = self.send(plan.batches, base, &entries).await?;
-        poison.extend(rejected);
+        for wave in batcher::waves(plan.batches) {
+            let rejected = self.send(wave, base, &entries).await?;
+            poison.extend(rejected);
+        }
         if !poison.is_empty() {
             self.dead_letter(&entries, &poison).await?;
         }
         Ok(())
     }
 
-    /// Sends the batches until the sink accepted each (retrying what failed); returns the
-    /// entries the sink refused as too large.
+    /// Sends the batches (at most one per target) until the sink accepted each, retrying
+    /// what failed; returns the entries the sink refused as too large.
     async fn send(
         &mut self,
         mut batches: Vec<(Target, Vec<OutEvent>)>,

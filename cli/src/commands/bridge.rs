@@ -38,7 +38,9 @@ const BRIDGE_HELP: &str = "Examples:\n  \
 #[command(
     subcommand_negates_reqs = true,
     after_help = BRIDGE_HELP,
-    group = clap::ArgGroup::new("destination").required(true).args(["to_eventhub", "to_file"]),
+    // `multiple`: HUB2LAKE_BRIDGE_TO_EVENTHUB=false beside --to-file is fine; run_bridge
+    // refuses both destinations at once itself.
+    group = clap::ArgGroup::new("destination").required(true).multiple(true).args(["to_eventhub", "to_file"]),
 )]
 pub struct BridgeArgs {
     #[command(subcommand)]
@@ -99,7 +101,7 @@ pub struct BridgeArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub progress_interval_ms: u64,
     /// Send to an Event Hub: --connection-string, or --namespace and --eventhub with an Azure identity.
-    #[arg(long, env = "HUB2LAKE_BRIDGE_TO_EVENTHUB", conflicts_with = "to_file")]
+    #[arg(long, env = "HUB2LAKE_BRIDGE_TO_EVENTHUB")]
     pub to_eventhub: bool,
     /// Write the events to DIR/<stream>.jsonl instead (the same sink as replay --to-file).
     #[arg(long, value_name = "DIR", env = "HUB2LAKE_BRIDGE_TO_FILE")]
@@ -250,11 +252,24 @@ fn init_logging() {
 async fn run_bridge(args: &BridgeArgs) -> Result<(), BridgeError> {
     let config = args.config()?;
     config.validate()?;
+    if args.to_eventhub && args.to_file.is_some() {
+        return Err(BridgeError::Config(
+            "--to-eventhub and --to-file both given: choose one destination".into(),
+        ));
+    }
     let (switch, stop) = bridge::stop_switch();
     tokio::spawn(stop_on_signals(switch));
     if let Some(dir) = &args.to_file {
         let sink = FileSink::new(dir)?;
         return bridge::run(&config, &sink, stop).await.map(drop);
+    }
+    if !args.to_eventhub {
+        // HUB2LAKE_BRIDGE_TO_EVENTHUB=false satisfies clap's "one destination" but names none.
+        return Err(BridgeError::Config(
+            "no destination: give --to-eventhub (HUB2LAKE_BRIDGE_TO_EVENTHUB=true) or --to-file DIR \
+             (HUB2LAKE_BRIDGE_TO_FILE)"
+                .into(),
+        ));
     }
     let flags = DestinationFlags {
         connection_string: args.connection_string.as_deref(),
@@ -369,7 +384,11 @@ mod tests {
     fn exactly_one_destination_is_required() {
         let e = parse(&BASE).unwrap_err();
         assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
-        assert!(parse(&[&BASE[..], &["--to-file", "o", "--to-eventhub"]].concat()).is_err());
+        let both = parse(&[&BASE[..], &["--to-file", "o", "--to-eventhub"]].concat()).unwrap();
+        assert!(
+            both.to_eventhub && both.to_file.is_some(),
+            "refused by run_bridge, with a message"
+        );
         assert!(parse(&[&BASE[..], &["--to-eventhub", "--namespace", "n", "--eventhub", "h"]].concat()).is_ok());
     }
 
