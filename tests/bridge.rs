@@ -766,3 +766,147 @@ fn settings_that_cannot_work_are_refused_before_connecting() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no destination"));
 }
+
+/// A certificate authority and a server certificate for localhost/127.0.0.1, made with
+/// the openssl command (installed by `.ci/run` with redis-server).
+fn tls_files(dir: &Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run openssl ({e}): `.ci/run` installs it (apt-get install -y openssl)"));
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    run(&[
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+    ]
+    .iter()
+    .chain(&["-days", "2", "-subj", "/CN=hub2lake test CA"])
+    .copied()
+    .collect::<Vec<_>>());
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]
+    .iter()
+    .chain(&["-subj", "/CN=localhost"])
+    .copied()
+    .collect::<Vec<_>>());
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+    ]
+    .iter()
+    .chain(&["-out", "server.pem", "-days", "2", "-extfile", "san.ext"])
+    .copied()
+    .collect::<Vec<_>>());
+}
+
+#[test]
+fn rediss_and_user_password_urls_work() {
+    let dir = tempfile::tempdir().unwrap();
+    tls_files(dir.path());
+    let port = hub2lake_testkit::free_port();
+    let mut server = Command::new("redis-server")
+        .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args([
+            "--tls-cert-file",
+            "server.pem",
+            "--tls-key-file",
+            "server.key",
+            "--tls-ca-cert-file",
+            "ca.pem",
+        ])
+        .args(["--tls-auth-clients", "no", "--save", "", "--appendonly", "no"])
+        // Only the user `bridge` with its password gets in.
+        .args([
+            "--user", "default", "off", "--user", "bridge", "on", ">s3cret", "~*", "&*", "+@all",
+        ])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server (`.ci/run` installs it)");
+    wait_for("the TLS port", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let ca = dir.path().join("ca.pem");
+    let url = format!("rediss://bridge:s3cret@localhost:{port}");
+    let published = Command::new(HUB2LAKE)
+        .args([
+            "bridge",
+            "publish",
+            "--redis-url",
+            &url,
+            "--stream",
+            "changes",
+            "--count",
+            "20",
+        ])
+        .env("SSL_CERT_FILE", &ca)
+        .output()
+        .unwrap();
+    assert!(
+        published.status.success(),
+        "{}",
+        String::from_utf8_lossy(&published.stderr)
+    );
+
+    let out = tempfile::tempdir().unwrap();
+    let mut bridge = Command::new(HUB2LAKE)
+        .args([
+            "bridge",
+            "--redis-url",
+            &url,
+            "--stream",
+            "changes",
+            "--group",
+            "hub",
+            "--block-ms",
+            "100",
+        ])
+        .args(["--body-field", "data", "--to-file"])
+        .arg(out.path())
+        .env("SSL_CERT_FILE", &ca)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("20 entries over TLS", WAIT, || delivered_ids(&[out.path()]).len() == 20);
+    signal(&bridge, libc::SIGTERM);
+    assert!(wait_exit(&mut bridge, WAIT).success());
+
+    // A wrong password is refused at once, by name of the URL and without the password.
+    let wrong = format!("rediss://bridge:wrong@localhost:{port}");
+    let refused = Command::new(HUB2LAKE)
+        .args(["bridge", "publish", "--redis-url", &wrong, "--stream", "changes"])
+        .env("SSL_CERT_FILE", &ca)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains(&format!("localhost:{port}")) && !stderr.contains("wrong@"),
+        "{stderr}"
+    );
+    signal(&server, libc::SIGKILL);
+    let _ = server.wait();
+}
