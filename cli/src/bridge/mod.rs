@@ -235,7 +235,7 @@ pub async fn run<S: EventSink>(config: &BridgeConfig, sink: &S, stop: Stop) -> R
         },
         numbering: 0,
     };
-    if let Err(e) = bridge.ensure_group().await {
+    if let Err(e) = bridge.ensure_group(&config.group_start).await {
         return Err(bridge.fatal("XGROUP CREATE", &e));
     }
     tracing::info!(
@@ -563,20 +563,20 @@ impl<S: EventSink> Bridge<'_, S> {
         self.link.is_connected()
     }
 
-    /// Creates the group (and the stream) when missing.
-    async fn ensure_group(&mut self) -> redis::RedisResult<()> {
+    /// Creates the group (and the stream) when missing, starting at `start`.
+    async fn ensure_group(&mut self, start: &str) -> redis::RedisResult<()> {
         let mut cmd = redis::cmd("XGROUP");
         cmd.arg("CREATE")
             .arg(&self.config.stream)
             .arg(&self.config.group)
-            .arg(&self.config.group_start)
+            .arg(start)
             .arg("MKSTREAM");
         match self.link.run::<Value>(&Request::Cmd(cmd)).await {
             Ok(_) => {
                 tracing::info!(
                     stream = %self.config.stream,
                     group = %self.config.group,
-                    start = %self.config.group_start,
+                    start,
                     "created the consumer group"
                 );
                 Ok(())
@@ -600,7 +600,10 @@ impl<S: EventSink> Bridge<'_, S> {
             } else {
                 return Err(self.fatal(what, &error));
             }
-            match self.ensure_group().await {
+            // A group lost while running (Redis came back empty) is created at the start
+            // of the stream, whatever --group-start says: every entry in it arrived after
+            // the loss, and none of them may be skipped.
+            match self.ensure_group("0").await {
                 Ok(()) => {
                     self.own_cursor = Some("0".into());
                     return Ok(());
