@@ -910,3 +910,114 @@ fn rediss_and_user_password_urls_work() {
     signal(&server, libc::SIGKILL);
     let _ = server.wait();
 }
+
+/// A sink that refuses its first calls as the hub does when it is briefly unavailable,
+/// and refuses one body as too large, as the hub does when the estimate was low.
+struct FlakySink {
+    inner: hub2lake::eventhub::FileSink,
+    failures_left: std::sync::atomic::AtomicUsize,
+    too_large: Vec<u8>,
+}
+
+impl hub2lake::eventhub::EventSink for FlakySink {
+    async fn send_batch(
+        &self,
+        target: &hub2lake::eventhub::Target,
+        events: &[hub2lake::eventhub::OutEvent],
+    ) -> Result<(), hub2lake::eventhub::SinkError> {
+        use hub2lake::eventhub::SinkError;
+        use std::sync::atomic::Ordering;
+        let fail = self
+            .failures_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if fail {
+            return Err(SinkError::Send {
+                target: target.to_string(),
+                message: "injected: the hub is busy".into(),
+            });
+        }
+        if let Some(e) = events.iter().find(|e| e.body == self.too_large) {
+            return Err(SinkError::TooLarge {
+                partition: e.source_partition.clone(),
+                sequence_number: e.source_sequence_number,
+                bytes: e.body.len() as u64,
+                limit: 1,
+            });
+        }
+        self.inner.send_batch(target, events).await
+    }
+
+    fn describe(&self) -> String {
+        "flaky".into()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_sends_are_retried_and_what_the_hub_calls_too_large_is_dead_lettered() {
+    use hub2lake_cli::bridge::{self, BridgeConfig};
+    let redis = RedisServer::start();
+    let mut conn = redis.conn();
+    let mut ids = BTreeSet::new();
+    for n in 0..50 {
+        let body = if n == 17 {
+            "refused".to_string()
+        } else {
+            format!("event-{n}")
+        };
+        ids.insert(xadd(&mut conn, "changes", &[("data", body.as_bytes())]));
+    }
+    let out = tempfile::tempdir().unwrap();
+    let sink = FlakySink {
+        inner: hub2lake::eventhub::FileSink::new(out.path()).unwrap(),
+        failures_left: 3.into(),
+        too_large: b"refused".to_vec(),
+    };
+    let config = BridgeConfig {
+        redis_url: redis.url(),
+        stream: "changes".into(),
+        group: "hub".into(),
+        consumer: "c1".into(),
+        body_field: Some("data".into()),
+        partition_key_field: None,
+        batch_size: 10,
+        block: Duration::from_millis(100),
+        claim_interval: Duration::from_secs(30),
+        claim_min_idle: Duration::from_secs(60),
+        dead_letter_stream: "changes:deadletter".into(),
+        group_start: "0".into(),
+        progress_interval: Duration::from_secs(10),
+    };
+    let (switch, stop) = bridge::stop_switch();
+    let out_dir = out.path().to_path_buf();
+    let run = async {
+        let counters = bridge::run(&config, &sink, stop).await;
+        counters.expect("the bridge ran to its stop")
+    };
+    let watch = async {
+        let until = Instant::now() + WAIT;
+        while delivered_ids(&[&out_dir]).len() < 49 {
+            assert!(Instant::now() < until, "not everything arrived");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        switch.stop();
+    };
+    let (counters, ()) = tokio::join!(run, watch);
+    assert_eq!((counters.delivered, counters.dead_lettered), (49, 1));
+    let delivered = delivered_ids(&[out.path()]);
+    assert!(delivered.values().all(|n| *n == 1), "retries sent only what had failed");
+    assert_eq!(pending(&mut conn, "changes"), 0);
+    let dead = flat_entries(
+        redis::cmd("XRANGE")
+            .arg("changes:deadletter")
+            .arg("-")
+            .arg("+")
+            .query(&mut conn)
+            .unwrap(),
+    );
+    assert_eq!(dead.len(), 1);
+    let reason = String::from_utf8_lossy(&dead[0].0[2].1).into_owned();
+    assert!(reason.contains("too large"), "{reason}");
+    assert_eq!(dead[0].0[3], ("data".to_string(), b"refused".to_vec()));
+    assert!(ids.contains(&String::from_utf8_lossy(&dead[0].0[0].1).into_owned()));
+}
