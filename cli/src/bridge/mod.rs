@@ -229,8 +229,10 @@ pub async fn run<S: EventSink>(config: &BridgeConfig, sink: &S, stop: Stop) -> R
         progress: Progress::new(config.progress_interval),
         to_ack: Vec::new(),
         own_cursor: Some("0".into()),
+        // The first claim right after the own pending entries: after a restart of the
+        // whole fleet, what the old instances held is taken over at once.
         claim: ClaimState {
-            due: Instant::now() + config.claim_interval,
+            due: Instant::now(),
             cursor: None,
         },
         numbering: 0,
