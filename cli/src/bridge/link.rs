@@ -243,7 +243,7 @@ mod tests {
     }
 
     #[test]
-    fn lost_connections_are_transient_and_refusals_are_not() {
+    fn lost_and_refused_connections_are_transient_and_type_errors_are_not() {
         assert!(is_transient(&not_connected()));
         let refused = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         assert!(is_transient(&refused));
