@@ -8,7 +8,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::future::Future;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -138,9 +138,8 @@ pub trait EventSink {
 /// stream: `<dir>/<source>.jsonl`, appended), one line per event.
 ///
 /// Crash-safe for readers: each batch goes to a file in one `write`, so a crash leaves at
-/// most a cut-off last line; the first write of a sink to a file that does not end in a
-/// newline (what such a crash leaves) starts with one, so the next run's first line is
-/// never glued to the cut-off one.
+/// most a cut-off last line; a write to a file that does not end in a newline (what such
+/// a crash leaves) starts with one, so a later line is never glued to the cut-off one.
 pub struct FileSink {
     dir: PathBuf,
     state: Mutex<FileSinkState>,
@@ -149,7 +148,7 @@ pub struct FileSink {
 #[derive(Default)]
 struct FileSinkState {
     batches: u64,
-    /// Files opened for appending, each checked for a cut-off last line once.
+    /// Files opened for appending.
     open: HashMap<PathBuf, File>,
 }
 
@@ -242,8 +241,8 @@ impl FileSink {
                 Entry::Occupied(open) => open.into_mut(),
                 Entry::Vacant(slot) => slot.insert(open_for_append(&path).map_err(io)?),
             };
-            if let Err(e) = file.write_all(&bytes) {
-                // Part of the batch may be on disk: check the end again before the next write.
+            if let Err(e) = append_lines(file, &bytes) {
+                // Open the file again next time rather than trust this handle.
                 state.open.remove(&path);
                 return Err(io(e));
             }
@@ -252,20 +251,28 @@ impl FileSink {
     }
 }
 
-/// Opens `path` for appending; when it ends in a cut-off line (a crash mid-write), writes
-/// the newline that ends it first.
+/// Opens `path` for appending (and reading, to look at its last byte).
 fn open_for_append(path: &Path) -> std::io::Result<File> {
-    let mut file = OpenOptions::new().create(true).append(true).read(true).open(path)?;
+    OpenOptions::new().create(true).append(true).read(true).open(path)
+}
+
+/// Appends `bytes` (whole lines); when the file ends in a cut-off line (a crash
+/// mid-write, of this process or another writing the same file), ends that line first,
+/// in the same `write`.
+fn append_lines(file: &mut File, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt as _;
     let len = file.metadata()?.len();
+    let mut last = [b'\n'];
     if len > 0 {
-        let mut last = [0u8; 1];
-        file.seek(SeekFrom::Start(len - 1))?;
-        file.read_exact(&mut last)?;
-        if last[0] != b'\n' {
-            file.write_all(b"\n")?;
-        }
+        file.read_exact_at(&mut last, len - 1)?;
     }
-    Ok(file)
+    if last[0] == b'\n' {
+        return file.write_all(bytes);
+    }
+    let mut ended = Vec::with_capacity(bytes.len() + 1);
+    ended.push(b'\n');
+    ended.extend_from_slice(bytes);
+    file.write_all(&ended)
 }
 
 impl EventSink for FileSink {
@@ -351,6 +358,26 @@ mod tests {
             let parsed: FileSinkLine = serde_json::from_str(line).unwrap();
             assert_eq!(parsed.body.as_deref(), Some(body));
         }
+    }
+
+    #[tokio::test]
+    async fn a_line_cut_off_by_another_writer_is_ended_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = FileSink::new(dir.path()).unwrap();
+        sink.send_batch(&Target::Any, &[event("s", 1, b"one")]).await.unwrap();
+        let path = sink.file_of("s");
+        // A second bridge writing to the same file dies mid-line.
+        OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"cut")
+            .unwrap();
+        sink.send_batch(&Target::Any, &[event("s", 2, b"two")]).await.unwrap();
+        let lines = lines(&path);
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!(lines[1], "{\"cut");
+        assert!(serde_json::from_str::<FileSinkLine>(&lines[2]).is_ok());
     }
 
     #[tokio::test]
