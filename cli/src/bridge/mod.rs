@@ -297,7 +297,12 @@ impl<S: EventSink> Bridge<'_, S> {
             let reply = match self.ack_and_read(kind).await {
                 Ok(reply) => reply,
                 Err(e) => {
-                    self.recover(e, "XREADGROUP").await?;
+                    let what = if kind == ReadKind::Claim {
+                        "XAUTOCLAIM"
+                    } else {
+                        "XREADGROUP"
+                    };
+                    self.recover(e, what).await?;
                     continue;
                 }
             };
