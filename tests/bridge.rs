@@ -1021,3 +1021,63 @@ async fn failed_sends_are_retried_and_what_the_hub_calls_too_large_is_dead_lette
     assert_eq!(dead[0].0[3], ("data".to_string(), b"refused".to_vec()));
     assert!(ids.contains(&String::from_utf8_lossy(&dead[0].0[0].1).into_owned()));
 }
+
+/// The chain of the issue on one machine: publisher → Redis → bridge → files → the real
+/// handler (under `hub2lake simulate`) → lake → `verify`.
+#[test]
+fn published_entries_reach_a_verified_lake_through_the_bridge() {
+    let handler = hub2lake_testkit::handler_exe();
+    assert!(handler.is_file());
+    let redis = RedisServer::start();
+    let mut conn = redis.conn();
+    publish(&redis.url(), "changes", 300, &["--event-size", "400"]);
+    let out = tempfile::tempdir().unwrap();
+    let bridge = Bridge::spawn(
+        &redis.url(),
+        "changes",
+        out.path(),
+        "c1",
+        &["--body-field", "data", "--partition-key-field", "key"],
+    );
+    wait_all_delivered(&[out.path()], &stream_ids(&mut conn, "changes"));
+    assert!(bridge.terminate().0.success());
+
+    let (lines, _) = sink_lines(out.path());
+    let bodies: String = lines
+        .iter()
+        .map(|l| format!("{}\n", l["body"].as_str().expect("a UTF-8 body")))
+        .collect();
+    let work = tempfile::tempdir().unwrap();
+    let input = work.path().join("events.jsonl");
+    std::fs::write(&input, bodies).unwrap();
+    let lake = work.path().join("lake");
+    let simulated = Command::new(HUB2LAKE)
+        .args(["simulate", "--lake"])
+        .arg(&lake)
+        .arg("--input")
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        simulated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&simulated.stderr)
+    );
+    let verified = Command::new(HUB2LAKE)
+        .args([
+            "verify",
+            "--lake",
+            &format!("file://{}", lake.display()),
+            "--from",
+            "now-2d",
+        ])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&verified.stdout);
+    assert!(
+        verified.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert!(report.contains("(300 records"), "{report}");
+}
