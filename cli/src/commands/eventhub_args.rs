@@ -3,9 +3,10 @@
 //! validation into a [`Destination`] before anything is read or sent.
 
 use clap::Args;
-use hub2lake::eventhub::{self, ConnectionString, CredentialKind, Destination, SinkError};
+use hub2lake::eventhub::{CredentialKind, Destination};
 
 use super::credential_arg::CredentialArg;
+use super::destination::{destination, DestinationError, DestinationFlags};
 use crate::ops::OpsError;
 
 /// Where to send events: a connection string, or a namespace with an Azure identity.
@@ -37,34 +38,17 @@ impl EventHubArgs {
     /// The destination these flags name. `wanted_by` is the flag that asked for an Event
     /// Hub (replay: `--to-eventhub`); usage errors name it.
     pub fn destination(&self, wanted_by: &str) -> Result<Destination, OpsError> {
-        if let Some(raw) = &self.connection_string {
-            let parsed = ConnectionString::parse(raw).map_err(SinkError::from)?;
-            let eventhub = parsed.eventhub(self.eventhub.as_deref())?;
-            return Ok(Destination::ConnectionString {
-                parsed,
-                raw: azure_core::credentials::Secret::new(raw.clone()),
-                eventhub,
-            });
-        }
-        let Some(ns) = &self.namespace else {
-            return Err(OpsError::Usage(format!(
-                "{wanted_by} needs --connection-string (or HUB2LAKE_REPLAY_CONNECTION_STRING), or --namespace and \
-                 --eventhub with an Azure identity"
-            )));
-        };
-        let eventhub = self
-            .eventhub
-            .clone()
-            .ok_or_else(|| OpsError::Usage("--namespace needs --eventhub (the Event Hub to send to)".into()))?;
-        if !eventhub::valid_eventhub_name(&eventhub) {
-            return Err(OpsError::Usage(format!(
-                "--eventhub {eventhub:?} is not an Event Hub name"
-            )));
-        }
-        Ok(Destination::Identity {
-            namespace: eventhub::qualify_namespace(ns)?,
-            eventhub,
+        let flags = DestinationFlags {
+            connection_string: self.connection_string.as_deref(),
+            namespace: self.namespace.as_deref(),
+            eventhub: self.eventhub.as_deref(),
             credential: self.credential.0,
+            connection_string_env: "HUB2LAKE_REPLAY_CONNECTION_STRING",
+            wanted_by,
+        };
+        destination(flags).map_err(|e| match e {
+            DestinationError::Usage(m) => OpsError::Usage(m),
+            DestinationError::Sink(e) => e.into(),
         })
     }
 }

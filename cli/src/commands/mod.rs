@@ -1,8 +1,10 @@
 //! The operator CLI (`hub2lake`): thin commands over the library.
 
 mod bench;
+pub mod bridge;
 mod credential_arg;
 pub mod demo;
+mod destination;
 pub mod eventhub_args;
 mod get;
 pub mod lake;
@@ -55,6 +57,9 @@ pub enum Command {
     Bench(bench::BenchArgs),
     #[command(flatten)]
     Lake(lake::LakeCommand),
+    /// Move a Redis Stream's entries to an Event Hub (or files) through a consumer group:
+    /// XACK after the hub accepted, claims, dead letters; `bridge publish` adds test entries.
+    Bridge(Box<bridge::BridgeArgs>),
 }
 
 /// Runs a parsed command.
@@ -65,6 +70,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Lake(cmd) => lake::run(cmd),
+        Command::Bridge(args) => bridge::run(*args),
         Command::Settings => {
             for (name, default, meaning) in hub2lake::config::SETTINGS_DOC {
                 println!("{name}\n    default: {default}\n    {meaning}\n");

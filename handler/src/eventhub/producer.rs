@@ -350,7 +350,9 @@ impl Destination {
 /// Sends batches to an Event Hub.
 pub struct EventHubSink {
     producer: ProducerClient,
-    max_batch_bytes: u64,
+    /// The batch size asked for; lowered once to the link's own limit when the service
+    /// allows less (256 KB on the Basic tier).
+    max_batch_bytes: std::sync::atomic::AtomicU64,
     description: String,
 }
 
@@ -393,7 +395,7 @@ impl EventHubSink {
         };
         Ok(Self {
             producer,
-            max_batch_bytes,
+            max_batch_bytes: max_batch_bytes.into(),
             description,
         })
     }
@@ -407,6 +409,10 @@ impl EventHubSink {
         })
     }
 
+    fn max_batch_bytes(&self) -> u64 {
+        self.max_batch_bytes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn batch_options(&self, target: &Target) -> EventDataBatchOptions {
         let (partition_key, partition_id) = match target {
             Target::Key(k) => (Some(k.clone()), None),
@@ -414,9 +420,37 @@ impl EventHubSink {
             Target::Any => (None, None),
         };
         EventDataBatchOptions {
-            max_size_in_bytes: Some(self.max_batch_bytes),
+            max_size_in_bytes: Some(self.max_batch_bytes()),
             partition_key,
             partition_id,
+        }
+    }
+
+    /// An empty batch for `target`. When the link allows less than was asked for (the
+    /// Basic tier's 256 KB), the link's limit is used from then on: asking again would
+    /// fail the same way forever.
+    async fn create_batch(
+        &self,
+        target: &Target,
+    ) -> Result<azure_messaging_eventhubs::EventDataBatch<'_>, azure_messaging_eventhubs::EventHubsError> {
+        match self.producer.create_batch(Some(self.batch_options(target))).await {
+            Err(e) => match e.kind {
+                azure_messaging_eventhubs::error::ErrorKind::InvalidBatchSize { requested, max_allowed }
+                    if max_allowed > 0 && max_allowed < requested =>
+                {
+                    tracing::warn!(
+                        requested,
+                        max_allowed,
+                        destination = %self.description,
+                        "the Event Hub allows smaller batches than asked for; using its limit"
+                    );
+                    self.max_batch_bytes
+                        .store(max_allowed, std::sync::atomic::Ordering::Relaxed);
+                    self.producer.create_batch(Some(self.batch_options(target))).await
+                }
+                _ => Err(e),
+            },
+            batch => batch,
         }
     }
 
@@ -425,11 +459,7 @@ impl EventHubSink {
             target: target.to_string(),
             message: e.to_string(),
         };
-        let mut batch = self
-            .producer
-            .create_batch(Some(self.batch_options(target)))
-            .await
-            .map_err(fail)?;
+        let mut batch = self.create_batch(target).await.map_err(fail)?;
         let mut in_batch = 0usize;
         for event in events {
             if batch.try_add_event_data(to_event_data(event), None).map_err(fail)? {
@@ -441,22 +471,18 @@ impl EventHubSink {
                     partition: event.source_partition.clone(),
                     sequence_number: event.source_sequence_number,
                     bytes: event.body.len() as u64,
-                    limit: self.max_batch_bytes,
+                    limit: self.max_batch_bytes(),
                 });
             }
             // Our size estimate was low: send what fits, in order, and go on.
             self.producer.send_batch(batch, None).await.map_err(fail)?;
-            batch = self
-                .producer
-                .create_batch(Some(self.batch_options(target)))
-                .await
-                .map_err(fail)?;
+            batch = self.create_batch(target).await.map_err(fail)?;
             if !batch.try_add_event_data(to_event_data(event), None).map_err(fail)? {
                 return Err(SinkError::TooLarge {
                     partition: event.source_partition.clone(),
                     sequence_number: event.source_sequence_number,
                     bytes: event.body.len() as u64,
-                    limit: self.max_batch_bytes,
+                    limit: self.max_batch_bytes(),
                 });
             }
             in_batch = 1;
@@ -468,9 +494,22 @@ impl EventHubSink {
     }
 }
 
+/// Batches to different targets sent at once by [`EventHubSink::send_batches`]: enough to
+/// hide the round trip when every event has its own partition key.
+const CONCURRENT_BATCHES: usize = 16;
+
 impl EventSink for EventHubSink {
     async fn send_batch(&self, target: &Target, events: &[OutEvent]) -> Result<(), SinkError> {
         self.send_events(target, events).await
+    }
+
+    async fn send_batches(&self, batches: &[(Target, Vec<OutEvent>)]) -> Vec<Result<(), SinkError>> {
+        use futures::StreamExt as _;
+        futures::stream::iter(batches)
+            .map(|(target, events)| self.send_events(target, events))
+            .buffered(CONCURRENT_BATCHES)
+            .collect()
+            .await
     }
 
     fn describe(&self) -> String {

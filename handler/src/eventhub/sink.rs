@@ -4,11 +4,12 @@
 //! Implementations: [`super::EventHubSink`] (the service) and [`FileSink`] (JSON Lines
 //! on disk, for development and tests).
 
-use std::collections::BTreeMap;
-use std::fs::OpenOptions;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
@@ -117,13 +118,38 @@ pub trait EventSink {
     fn records_position(&self) -> bool {
         true
     }
+
+    /// Sends several batches (each to its own target), with one result per batch in the
+    /// same order: a caller such as the Redis bridge acknowledges what was accepted and
+    /// retries the rest. By default one after the other; sinks override it to send
+    /// them together.
+    fn send_batches(&self, batches: &[(Target, Vec<OutEvent>)]) -> impl Future<Output = Vec<Result<(), SinkError>>> {
+        async move {
+            let mut results = Vec::with_capacity(batches.len());
+            for (target, events) in batches {
+                results.push(self.send_batch(target, events).await);
+            }
+            results
+        }
+    }
 }
 
-/// Writes what would be sent as JSON Lines, one file per source partition
-/// (`<dir>/<partition>.jsonl`, appended), one line per event.
+/// Writes what would be sent as JSON Lines, one file per source partition (or Redis
+/// stream: `<dir>/<source>.jsonl`, appended), one line per event.
+///
+/// Crash-safe for readers: each batch goes to a file in one `write`, so a crash leaves at
+/// most a cut-off last line; a write to a file that does not end in a newline (what such
+/// a crash leaves) starts with one, so a later line is never glued to the cut-off one.
 pub struct FileSink {
     dir: PathBuf,
-    batches: Mutex<u64>,
+    state: Mutex<FileSinkState>,
+}
+
+#[derive(Default)]
+struct FileSinkState {
+    batches: u64,
+    /// Files opened for appending.
+    open: HashMap<PathBuf, File>,
 }
 
 /// A line written by [`FileSink`].
@@ -153,7 +179,7 @@ impl FileSink {
         })?;
         Ok(Self {
             dir,
-            batches: Mutex::new(0),
+            state: Mutex::new(FileSinkState::default()),
         })
     }
 
@@ -162,13 +188,14 @@ impl FileSink {
         self.dir.join(format!("{}.jsonl", sanitize_segment(partition)))
     }
 
-    fn write(&self, target: &Target, events: &[OutEvent]) -> Result<(), SinkError> {
-        let batch = {
-            let mut n = self.batches.lock().unwrap_or_else(|p| p.into_inner());
-            *n += 1;
-            *n
-        };
-        let mut by_file: BTreeMap<PathBuf, Vec<u8>> = BTreeMap::new();
+    /// Appends the lines of `batch` (numbered `number`) to `by_file`.
+    fn encode(
+        &self,
+        number: u64,
+        target: &Target,
+        events: &[OutEvent],
+        by_file: &mut BTreeMap<PathBuf, Vec<u8>>,
+    ) -> Result<(), SinkError> {
         for e in events {
             let (body, body_base64) = match std::str::from_utf8(&e.body) {
                 Ok(text) => (Some(text.to_string()), None),
@@ -178,7 +205,7 @@ impl FileSink {
                 }
             };
             let line = FileSinkLine {
-                batch,
+                batch: number,
                 target: target.clone(),
                 source_partition_id: e.source_partition.clone(),
                 source_sequence_number: e.source_sequence_number,
@@ -194,24 +221,194 @@ impl FileSink {
             })?;
             buf.push(b'\n');
         }
+        Ok(())
+    }
+
+    /// Writes several batches: all lines of one file in one `write`.
+    fn write(&self, batches: &[(&Target, &[OutEvent])]) -> Result<(), SinkError> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut by_file: BTreeMap<PathBuf, Vec<u8>> = BTreeMap::new();
+        for (target, events) in batches {
+            state.batches += 1;
+            self.encode(state.batches, target, events, &mut by_file)?;
+        }
         for (path, bytes) in by_file {
             let io = |source| SinkError::Io {
                 path: path.clone(),
                 source,
             };
-            let mut f = OpenOptions::new().create(true).append(true).open(&path).map_err(io)?;
-            f.write_all(&bytes).map_err(io)?;
+            let file = match state.open.entry(path.clone()) {
+                Entry::Occupied(open) => open.into_mut(),
+                Entry::Vacant(slot) => slot.insert(open_for_append(&path).map_err(io)?),
+            };
+            if let Err(e) = append_lines(file, &bytes) {
+                // Open the file again next time rather than trust this handle.
+                state.open.remove(&path);
+                return Err(io(e));
+            }
         }
         Ok(())
     }
 }
 
+/// Opens `path` for appending (and reading, to look at its last byte).
+fn open_for_append(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().create(true).append(true).read(true).open(path)
+}
+
+/// Appends `bytes` (whole lines); when the file ends in a cut-off line (a crash
+/// mid-write, of this process or another writing the same file), ends that line first,
+/// in the same `write`.
+fn append_lines(file: &mut File, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt as _;
+    let len = file.metadata()?.len();
+    let mut last = [b'\n'];
+    if len > 0 {
+        file.read_exact_at(&mut last, len - 1)?;
+    }
+    if last[0] == b'\n' {
+        return file.write_all(bytes);
+    }
+    let mut ended = Vec::with_capacity(bytes.len() + 1);
+    ended.push(b'\n');
+    ended.extend_from_slice(bytes);
+    file.write_all(&ended)
+}
+
 impl EventSink for FileSink {
     async fn send_batch(&self, target: &Target, events: &[OutEvent]) -> Result<(), SinkError> {
-        self.write(target, events)
+        self.write(&[(target, events)])
+    }
+
+    async fn send_batches(&self, batches: &[(Target, Vec<OutEvent>)]) -> Vec<Result<(), SinkError>> {
+        let refs: Vec<(&Target, &[OutEvent])> = batches.iter().map(|(t, e)| (t, e.as_slice())).collect();
+        match self.write(&refs) {
+            Ok(()) => batches.iter().map(|_| Ok(())).collect(),
+            // Which files got their lines is unknown: every batch counts as not accepted.
+            Err(e) => {
+                let message = e.to_string();
+                let path = match &e {
+                    SinkError::Io { path, .. } => path.clone(),
+                    _ => self.dir.clone(),
+                };
+                batches
+                    .iter()
+                    .map(|_| {
+                        Err(SinkError::Io {
+                            path: path.clone(),
+                            source: std::io::Error::other(message.clone()),
+                        })
+                    })
+                    .collect()
+            }
+        }
     }
 
     fn describe(&self) -> String {
         format!("file://{}", self.dir.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(source: &str, n: i64, body: &[u8]) -> OutEvent {
+        OutEvent {
+            body: body.to_vec(),
+            partition_key: None,
+            properties: Map::new(),
+            source_partition: source.to_string(),
+            source_sequence_number: n,
+        }
+    }
+
+    fn lines(path: &Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_cut_off_last_line_is_ended_before_the_next_runs_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = FileSink::new(dir.path()).unwrap();
+        sink.send_batch(&Target::Any, &[event("orders", 1, b"one")])
+            .await
+            .unwrap();
+        let path = sink.file_of("orders");
+        // A crash in the middle of the next write.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"batch":2,"target":"an"#).unwrap();
+        drop(sink);
+
+        let sink = FileSink::new(dir.path()).unwrap();
+        sink.send_batch(&Target::Any, &[event("orders", 2, b"two")])
+            .await
+            .unwrap();
+        sink.send_batch(&Target::Any, &[event("orders", 3, b"three")])
+            .await
+            .unwrap();
+        let lines = lines(&path);
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        assert_eq!(lines[1], r#"{"batch":2,"target":"an"#);
+        for (line, body) in [(&lines[2], "two"), (&lines[3], "three")] {
+            let parsed: FileSinkLine = serde_json::from_str(line).unwrap();
+            assert_eq!(parsed.body.as_deref(), Some(body));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_line_cut_off_by_another_writer_is_ended_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = FileSink::new(dir.path()).unwrap();
+        sink.send_batch(&Target::Any, &[event("s", 1, b"one")]).await.unwrap();
+        let path = sink.file_of("s");
+        // A second bridge writing to the same file dies mid-line.
+        OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"cut")
+            .unwrap();
+        sink.send_batch(&Target::Any, &[event("s", 2, b"two")]).await.unwrap();
+        let lines = lines(&path);
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!(lines[1], "{\"cut");
+        assert!(serde_json::from_str::<FileSinkLine>(&lines[2]).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_file_ending_in_a_newline_gets_no_empty_line() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in 0..2 {
+            let sink = FileSink::new(dir.path()).unwrap();
+            sink.send_batch(&Target::Any, &[event("p", n, b"x")]).await.unwrap();
+        }
+        let text = std::fs::read_to_string(dir.path().join("p.jsonl")).unwrap();
+        assert_eq!(text.matches('\n').count(), 2);
+        assert!(!text.contains("\n\n"));
+    }
+
+    #[tokio::test]
+    async fn several_batches_are_numbered_and_written_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = FileSink::new(dir.path()).unwrap();
+        let batches = vec![
+            (Target::Key("a".into()), vec![event("s", 1, b"1"), event("s", 2, b"2")]),
+            (Target::Key("b".into()), vec![event("s", 3, b"\xff")]),
+        ];
+        let results = sink.send_batches(&batches).await;
+        assert!(results.iter().all(Result::is_ok));
+        let parsed: Vec<FileSinkLine> = lines(&sink.file_of("s"))
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let seen: Vec<(u64, i64)> = parsed.iter().map(|l| (l.batch, l.source_sequence_number)).collect();
+        assert_eq!(seen, [(1, 1), (1, 2), (2, 3)]);
+        assert_eq!(parsed[2].body, None);
+        assert_eq!(parsed[2].body_base64.as_deref(), Some("/w=="));
     }
 }
