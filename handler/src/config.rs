@@ -256,9 +256,12 @@ pub struct Settings {
     /// Event Hub name and consumer group when the host's metadata lacks them.
     pub fallback_eventhub: String,
     pub fallback_consumer_group: String,
+    /// The `HUB2LAKE_LOG_*` settings of the log stream (parsed in telemetry/settings.rs).
+    pub log_stream: crate::telemetry::LogStreamSettings,
 }
 
-/// Every `HUB2LAKE_` setting with its default, for docs and `--help`.
+/// Every `HUB2LAKE_` setting with its default, for docs and `--help` (the log stream's
+/// follow in [`crate::telemetry::settings::LOG_SETTINGS_DOC`]; [`all_settings_doc`] has both).
 pub const SETTINGS_DOC: &[(&str, &str, &str)] = &[
     ("HUB2LAKE_LAKE_URL", "(required)", "where the lake is: file:///abs/dir, az://<container>[/path], https://<account>.blob.core.windows.net/<container>[/path], abfss://<container>@<account>.dfs.core.windows.net[/path]"),
     ("HUB2LAKE_PATH_TEMPLATE", DEFAULT_TEMPLATE, "object path under the lake; tokens {database} {collection} {operation} {eventhub} {partition} {yyyy} {mm} {dd} {hh} {first_seq} {last_seq}; must hold {partition}, {first_seq} and {last_seq}; the extension is added"),
@@ -280,6 +283,11 @@ pub const SETTINGS_DOC: &[(&str, &str, &str)] = &[
     ("HUB2LAKE_SEAL_MAX_RUN_SECS", "240", "time budget of one seal run"),
     ("HUB2LAKE_LOG_FORMAT", "auto", "auto (JSON under the Functions host), json or text"),
 ];
+
+/// Every setting's documentation: [`SETTINGS_DOC`], then the log stream's.
+pub fn all_settings_doc() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> {
+    SETTINGS_DOC.iter().chain(crate::telemetry::settings::LOG_SETTINGS_DOC)
+}
 
 /// The default object path template (the design's layout).
 pub const DEFAULT_TEMPLATE: &str = "{database}/{collection}/{yyyy}/{mm}/{dd}/{hh}/{partition}-{first_seq}-{last_seq}";
@@ -373,6 +381,7 @@ impl Settings {
             log_format,
             fallback_eventhub: lookup.or("EVENTHUB_NAME", "_unknown"),
             fallback_consumer_group: lookup.or("EVENTHUB_CONSUMER_GROUP", "$Default"),
+            log_stream: crate::telemetry::LogStreamSettings::from_lookup(&get)?,
         })
     }
 

@@ -59,7 +59,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench::run(&args),
         Command::Lake(cmd) => lake_cmds::run(cmd),
         Command::Settings => {
-            for (name, default, meaning) in hub2lake::config::SETTINGS_DOC {
+            for (name, default, meaning) in hub2lake::config::all_settings_doc() {
                 println!("{name}\n    default: {default}\n    {meaning}\n");
             }
             Ok(ExitCode::SUCCESS)
