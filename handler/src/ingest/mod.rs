@@ -11,6 +11,7 @@ use bytes::Bytes;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
+use tracing::Instrument;
 
 use crate::config::{Compression, Settings, TimeSource};
 use crate::host::{EventData, EventHubBatch};
@@ -123,7 +124,10 @@ impl Ingestor {
 
         let storage_started = std::time::Instant::now();
         let written: Vec<(PutOutcome, ReceiptObject)> =
-            futures::stream::iter(pending.into_iter().map(|p| self.put_verified(p, &partition_id)))
+            futures::stream::iter(pending.into_iter().map(|p| {
+                let span = object_span(&p.entry);
+                self.put_verified(p, &partition_id).instrument(span)
+            }))
                 .buffered(self.settings.upload_concurrency)
                 .try_collect()
                 .await?;
@@ -193,6 +197,16 @@ impl Ingestor {
         }
         Ok(())
     }
+}
+
+/// The span of one object's write: its route and hour reach every log line (and the
+/// log stream's records) written inside it.
+fn object_span(entry: &ReceiptObject) -> tracing::Span {
+    let route = match (&entry.database, &entry.collection) {
+        (Some(db), Some(coll)) => format!("{db}/{coll}"),
+        _ => "_deadletter".to_string(),
+    };
+    tracing::info_span!("object", route = %route, hour = %entry.hour)
 }
 
 /// Checks that an object found in place of ours holds the same events.

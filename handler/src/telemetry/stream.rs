@@ -116,7 +116,7 @@ impl CircuitState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LogStreamHealth {
     pub state: CircuitState,
-    /// Records waiting in the queue.
+    /// Records not sent yet: in the queue, or in the batch being built or sent.
     pub queued: u64,
     /// Records the target accepted.
     pub sent: u64,
@@ -147,6 +147,8 @@ struct Stats {
     sent: AtomicU64,
     dropped: AtomicU64,
     failed_batches: AtomicU64,
+    /// Records taken off the queue into the batch being built or sent.
+    in_hand: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
@@ -157,6 +159,7 @@ impl Stats {
             sent: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             failed_batches: AtomicU64::new(0),
+            in_hand: AtomicU64::new(0),
             last_error: Mutex::new(None),
         }
     }
@@ -203,7 +206,7 @@ impl Queue {
         let s = &self.stats;
         LogStreamHealth {
             state: CircuitState::from_u8(s.state.load(Ordering::Relaxed)),
-            queued: (self.tx.max_capacity() - self.tx.capacity()) as u64,
+            queued: (self.tx.max_capacity() - self.tx.capacity()) as u64 + s.in_hand.load(Ordering::Relaxed),
             sent: s.sent.load(Ordering::Relaxed),
             dropped: s.dropped.load(Ordering::Relaxed),
             failed_batches: s.failed_batches.load(Ordering::Relaxed),
@@ -327,6 +330,7 @@ impl<S: EventSink> Worker<S> {
 
     fn event(&mut self, body: Vec<u8>) -> OutEvent {
         self.sequence += 1;
+        self.stats.in_hand.fetch_add(1, Ordering::Relaxed);
         OutEvent {
             body,
             partition_key: None,
@@ -375,6 +379,7 @@ impl<S: EventSink> Worker<S> {
 
     fn succeeded(&mut self, records: usize) {
         self.stats.sent.fetch_add(records as u64, Ordering::Relaxed);
+        self.stats.in_hand.store(0, Ordering::Relaxed);
         if self.breaker.half_open || self.breaker.consecutive_failures > 0 {
             if self.breaker.half_open {
                 tracing::info!(target: "hub2lake::telemetry", destination = %self.sink.describe(), "log stream circuit closed: the probe batch was sent");
@@ -387,6 +392,7 @@ impl<S: EventSink> Worker<S> {
     fn failed(&mut self, records: usize, error: &SinkError) {
         self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
         self.stats.drop_records(records);
+        self.stats.in_hand.store(0, Ordering::Relaxed);
         self.stats.error(error);
         self.breaker.consecutive_failures += 1;
         if self.breaker.half_open || self.breaker.consecutive_failures >= self.config.circuit_threshold {
@@ -454,6 +460,7 @@ impl<S: EventSink> Worker<S> {
             lost += 1;
         }
         self.stats.drop_records(lost);
+        self.stats.in_hand.store(0, Ordering::Relaxed);
     }
 }
 
