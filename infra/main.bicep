@@ -151,6 +151,19 @@ param existingEventHubNamespaceName string = ''
 param existingEventHubResourceGroupName string = ''
 
 // ---------------------------------------------------------------------------
+// Log stream to Azure Data Explorer (optional, off by default: ADX costs)
+// ---------------------------------------------------------------------------
+
+@description('Existing ADX cluster whose database ingests the application-logs hub into PipelineLogs (infra/adx/); empty = no data connection.')
+param adxClusterName string = ''
+
+@description('Database of adxClusterName that gets the PipelineLogs table and the data connection.')
+param adxDatabaseName string = ''
+
+@description('Resource group of adxClusterName; default: the deployment resource group.')
+param adxResourceGroupName string = ''
+
+// ---------------------------------------------------------------------------
 // Product settings (HUB2LAKE_*; every other setting keeps its default, see README)
 // ---------------------------------------------------------------------------
 
@@ -289,6 +302,16 @@ module functionApp 'modules/function-app.bicep' = {
     lakeUrl: lake.outputs.lakeUrl
     sealSchedule: sealSchedule
     compression: compression
+  }
+}
+
+module adxLogs 'adx/adx-data-connection.bicep' = if (!empty(adxClusterName)) {
+  name: 'adx-pipeline-logs'
+  scope: resourceGroup(!empty(adxResourceGroupName) ? adxResourceGroupName : rg.name)
+  params: {
+    clusterName: adxClusterName
+    databaseName: adxDatabaseName
+    logEventHubId: eventHubs.outputs.logEventHubId
   }
 }
 

@@ -241,3 +241,19 @@ fn malformed_log_settings_refuse_to_start_naming_the_setting() {
         assert!(!stderr.contains("TOPSECRET"), "{stderr}");
     }
 }
+
+#[test]
+fn the_adx_mapping_reads_every_field_the_stream_writes() {
+    let kql = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/adx/pipeline-logs.kql")).unwrap();
+    let span_fields = ["invocation_id", "function", "eventhub", "partition", "first_seq", "last_seq", "retry", "route", "hour"];
+    for key in hub2lake::telemetry::schema::FIXED_KEYS.iter().chain(span_fields.iter()) {
+        let path = format!("\"path\": \"$.{key}\"");
+        assert!(kql.contains(&path), "the PipelineLogs mapping has no column for {key}");
+    }
+    assert!(kql.contains("\"path\": \"$.message\""));
+    assert!(
+        kql.contains("\"path\": \"$\",") || kql.contains("\"path\": \"$\" "),
+        "the whole record is kept (Properties) so event fields are never lost"
+    );
+    assert!(kql.contains(".alter table PipelineLogs policy streamingingestion enable"));
+}

@@ -196,4 +196,5 @@ output namespaceName string = targetNamespace.name
 output eventHubName string = targetHub.name
 output consumerGroupName string = consumerGroup.name
 output logEventHubName string = targetLogHub.name
+output logEventHubId string = targetLogHub.id
 output logConsumerGroupName string = adxConsumerGroup.name

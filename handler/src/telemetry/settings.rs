@@ -381,4 +381,14 @@ mod tests {
         }
         assert_eq!(LOG_SETTINGS_DOC.len(), 15);
     }
+
+    #[test]
+    fn hub2lake_settings_lists_the_log_stream_settings_after_the_others() {
+        let names: Vec<&str> = crate::config::all_settings_doc().map(|(n, _, _)| *n).collect();
+        let lake = names.iter().position(|n| *n == "HUB2LAKE_LAKE_URL").unwrap();
+        for (name, _, _) in LOG_SETTINGS_DOC {
+            let at = names.iter().position(|n| n == name).unwrap_or_else(|| panic!("{name} not listed"));
+            assert!(at > lake);
+        }
+    }
 }

@@ -55,7 +55,7 @@ fn the_log_stream_is_wired_to_the_log_hub_with_the_app_identity() {
     }
     // No key-based log target: the namespace and the identity, never a connection string.
     assert!(!settings.possible.contains_key("HUB2LAKE_LOG_EVENTHUB_CONNECTION_STRING"));
-    let hubs = infra.file("infra/modules/event-hubs.bicep").expect("event-hubs module");
+    let hubs = infra.file("modules/event-hubs.bicep").expect("event-hubs module");
     let source = std::fs::read_to_string(repo_root().join("infra/modules/event-hubs.bicep")).unwrap();
     assert!(source.contains("param logEventHubName string = 'application-logs'"));
     assert!(source.contains("param logConsumerGroupName string = 'adx'"));
