@@ -71,13 +71,19 @@ async fn wait_for(h: &Handler, within: Duration, what: &str, check: impl Fn(&Val
 
 fn closed_port() -> u16 {
     // Bound then released: nothing listens there, so connecting is refused.
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[tokio::test]
 async fn a_log_target_that_always_fails_never_costs_a_lake_write() {
     let port = closed_port();
-    let cs = format!("Endpoint=sb://127.0.0.1:{port}/;SharedAccessKeyName=send;SharedAccessKey=a2V5;EntityPath=application-logs");
+    let cs = format!(
+        "Endpoint=sb://127.0.0.1:{port}/;SharedAccessKeyName=send;SharedAccessKey=a2V5;EntityPath=application-logs"
+    );
     let h = Handler::start(&[
         ("HUB2LAKE_LOG_EVENTHUB_CONNECTION_STRING", &cs),
         ("HUB2LAKE_LOG_STREAM_BATCH_SIZE", "2"),
@@ -100,7 +106,10 @@ async fn a_log_target_that_always_fails_never_costs_a_lake_write() {
         assert_eq!(status, 200, "{body}");
         expected += 50;
     }
-    let open = wait_for(&h, Duration::from_secs(60), "the circuit opens", |s| s["state"] == "open").await;
+    let open = wait_for(&h, Duration::from_secs(60), "the circuit opens", |s| {
+        s["state"] == "open"
+    })
+    .await;
     assert!(open["failed_batches"].as_u64().unwrap() >= 2, "{open}");
     assert_eq!(open["sent"], 0, "{open}");
     assert!(open["dropped"].as_u64().unwrap() >= 4, "{open}");
@@ -150,7 +159,10 @@ async fn the_file_target_writes_schema_lines_with_the_span_fields() {
     assert_eq!(status, 200, "{body}");
     let s = log_stream(&h).await;
     assert_eq!(s["state"], "closed", "{s}");
-    assert!(s["queued"].as_u64().unwrap() >= 2, "start-up and batch lines wait for their batch: {s}");
+    assert!(
+        s["queued"].as_u64().unwrap() >= 2,
+        "start-up and batch lines wait for their batch: {s}"
+    );
     assert_eq!(s["sent"], 0, "{s}");
 
     let started = Instant::now();
@@ -164,14 +176,25 @@ async fn the_file_target_writes_schema_lines_with_the_span_fields() {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
     for v in &lines {
-        for key in ["timestamp", "level", "message", "target", "service", "instance", "version"] {
+        for key in [
+            "timestamp",
+            "level",
+            "message",
+            "target",
+            "service",
+            "instance",
+            "version",
+        ] {
             assert!(v.get(key).is_some(), "{key} missing: {v}");
         }
         assert_eq!(v["service"], "handler", "{v}");
         assert_eq!(v["instance"], "instance-under-test", "{v}");
         assert_eq!(v["version"], env!("CARGO_PKG_VERSION"), "{v}");
         let ts = v["timestamp"].as_str().unwrap();
-        assert!(ts.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(ts).is_ok(), "{ts}");
+        assert!(
+            ts.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(ts).is_ok(),
+            "{ts}"
+        );
         assert!(v.get("fields").is_none(), "the message is not nested: {v}");
     }
     let written = lines
@@ -191,7 +214,9 @@ async fn the_file_target_writes_schema_lines_with_the_span_fields() {
         "{text}"
     );
     assert!(
-        lines.iter().any(|v| v["message"] == "hub2lake handler stopped gracefully"),
+        lines
+            .iter()
+            .any(|v| v["message"] == "hub2lake handler stopped gracefully"),
         "lines logged during shutdown are flushed too: {text}"
     );
 }
@@ -226,7 +251,10 @@ fn malformed_log_settings_refuse_to_start_naming_the_setting() {
         ("HUB2LAKE_LOG_STREAM_QUEUE_SIZE", "lots"),
         ("HUB2LAKE_LOG_STREAM_BATCH_TIMEOUT_MS", "1s"),
         ("HUB2LAKE_LOG_EVENTHUB_ENABLED", "perhaps"),
-        ("HUB2LAKE_LOG_EVENTHUB_CONNECTION_STRING", "SharedAccessKeyName=a;SharedAccessKey=TOPSECRET"),
+        (
+            "HUB2LAKE_LOG_EVENTHUB_CONNECTION_STRING",
+            "SharedAccessKeyName=a;SharedAccessKey=TOPSECRET",
+        ),
     ];
     for (setting, value) in cases {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_handler"))
@@ -245,7 +273,17 @@ fn malformed_log_settings_refuse_to_start_naming_the_setting() {
 #[test]
 fn the_adx_mapping_reads_every_field_the_stream_writes() {
     let kql = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/adx/pipeline-logs.kql")).unwrap();
-    let span_fields = ["invocation_id", "function", "eventhub", "partition", "first_seq", "last_seq", "retry", "route", "hour"];
+    let span_fields = [
+        "invocation_id",
+        "function",
+        "eventhub",
+        "partition",
+        "first_seq",
+        "last_seq",
+        "retry",
+        "route",
+        "hour",
+    ];
     for key in hub2lake::telemetry::schema::FIXED_KEYS.iter().chain(span_fields.iter()) {
         let path = format!("\"path\": \"$.{key}\"");
         assert!(kql.contains(&path), "the PipelineLogs mapping has no column for {key}");

@@ -123,14 +123,13 @@ impl Ingestor {
         }
 
         let storage_started = std::time::Instant::now();
-        let written: Vec<(PutOutcome, ReceiptObject)> =
-            futures::stream::iter(pending.into_iter().map(|p| {
-                let span = object_span(&p.entry);
-                self.put_verified(p, &partition_id).instrument(span)
-            }))
-                .buffered(self.settings.upload_concurrency)
-                .try_collect()
-                .await?;
+        let written: Vec<(PutOutcome, ReceiptObject)> = futures::stream::iter(pending.into_iter().map(|p| {
+            let span = object_span(&p.entry);
+            self.put_verified(p, &partition_id).instrument(span)
+        }))
+        .buffered(self.settings.upload_concurrency)
+        .try_collect()
+        .await?;
         let (outcomes, entries): (Vec<PutOutcome>, Vec<ReceiptObject>) = written.into_iter().unzip();
         report.objects_created = outcomes.iter().filter(|o| **o == PutOutcome::Created).count() as u64;
         report.objects_existing = outcomes.len() as u64 - report.objects_created;

@@ -26,8 +26,8 @@ use tracing_subscriber::{EnvFilter, Layer};
 use crate::config::LogFormat;
 use schema::Origin;
 pub use settings::LogStreamSettings;
-use stream::{Pipeline, StreamConfig};
 pub use stream::{CircuitState, LogStreamHealth};
+use stream::{Pipeline, StreamConfig};
 
 /// An error with its sources, `outer: inner: …`, for one log line or message. A
 /// source whose text the message already holds (many errors repeat their cause in
@@ -218,7 +218,9 @@ pub fn init_service(service: &str, format: LogFormat, settings: &LogStreamSettin
     let console = settings.console_effective().then(|| {
         let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
         if json {
-            schema::ConsoleJsonLayer::new(origin.clone()).with_filter(filter).boxed()
+            schema::ConsoleJsonLayer::new(origin.clone())
+                .with_filter(filter)
+                .boxed()
         } else {
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
@@ -243,7 +245,9 @@ pub fn init_service(service: &str, format: LogFormat, settings: &LogStreamSettin
     if installed {
         let _ = LOG_STREAM.set(stream.clone());
         if settings.eventhub_switched_off {
-            tracing::warn!("HUB2LAKE_LOG_EVENTHUB_ENABLED=false: logs are not streamed to the Event Hub (rollback switch)");
+            tracing::warn!(
+                "HUB2LAKE_LOG_EVENTHUB_ENABLED=false: logs are not streamed to the Event Hub (rollback switch)"
+            );
         }
         if !settings.console && !settings.streams() {
             tracing::warn!("HUB2LAKE_LOG_STDOUT=false ignored: no stream target is set, so console logs stay on");

@@ -20,7 +20,15 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
 /// Keys every record has, in this order.
-pub const FIXED_KEYS: [&str; 7] = ["timestamp", "level", "message", "target", "service", "instance", "version"];
+pub const FIXED_KEYS: [&str; 7] = [
+    "timestamp",
+    "level",
+    "message",
+    "target",
+    "service",
+    "instance",
+    "version",
+];
 
 /// Longest string value kept (bytes); longer ones are cut at a character boundary and
 /// marked, so one huge message cannot make a batch too large or the queue's memory grow.
@@ -94,7 +102,10 @@ impl JsonVisitor {
 
 impl Visit for JsonVisitor {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.put(field, serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number));
+        self.put(
+            field,
+            serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number),
+        );
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.put(field, Value::from(value));
@@ -280,7 +291,9 @@ mod tests {
     }
 
     fn origin() -> Origin {
-        Origin::new("handler", &|k| (k == "WEBSITE_INSTANCE_ID").then(|| "inst-7".to_string()))
+        Origin::new("handler", &|k| {
+            (k == "WEBSITE_INSTANCE_ID").then(|| "inst-7".to_string())
+        })
     }
 
     fn capture(f: impl FnOnce()) -> Vec<Value> {
@@ -359,12 +372,21 @@ mod tests {
         let big = "é".repeat(MAX_VALUE_BYTES);
         let lines = capture(|| {
             let e = std::io::Error::other("disk on fire");
-            tracing::error!(error = &e as &(dyn std::error::Error + 'static), big = big.as_str(), "{}", big);
+            tracing::error!(
+                error = &e as &(dyn std::error::Error + 'static),
+                big = big.as_str(),
+                "{}",
+                big
+            );
         });
         let v = &lines[0];
         assert_eq!(v["error"], "disk on fire");
         let cut = v["big"].as_str().unwrap();
-        assert!(cut.len() < MAX_VALUE_BYTES + 64 && cut.contains("bytes cut"), "{}", cut.len());
+        assert!(
+            cut.len() < MAX_VALUE_BYTES + 64 && cut.contains("bytes cut"),
+            "{}",
+            cut.len()
+        );
         assert!(v["message"].as_str().unwrap().len() < MAX_VALUE_BYTES + 64);
     }
 

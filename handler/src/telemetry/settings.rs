@@ -102,7 +102,11 @@ impl LogStreamSettings {
         let file = get(FILE).map(PathBuf::from);
         if let Some(path) = &file {
             if path.file_name().is_none() || path.is_dir() {
-                return Err(invalid(FILE, &path.display().to_string(), "must name a file, not a folder"));
+                return Err(invalid(
+                    FILE,
+                    &path.display().to_string(),
+                    "must name a file, not a folder",
+                ));
             }
         }
         let console = boolean(&get, STDOUT, true)?;
@@ -210,7 +214,8 @@ fn eventhub_target(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<EventH
         }
         (Some(raw), None) => {
             // The value holds a key: the message names the problem, never the value.
-            let parsed = ConnectionString::parse(&raw).map_err(|e| invalid(CONNECTION_STRING, "<redacted>", e.to_string()))?;
+            let parsed =
+                ConnectionString::parse(&raw).map_err(|e| invalid(CONNECTION_STRING, "<redacted>", e.to_string()))?;
             let eventhub = parsed
                 .entity_path
                 .clone()
@@ -244,7 +249,8 @@ mod tests {
         LogStreamSettings::from_lookup(|k| map.get(k).cloned())
     }
 
-    const CS: &str = "Endpoint=sb://contoso.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=TOPSECRET=";
+    const CS: &str =
+        "Endpoint=sb://contoso.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=TOPSECRET=";
 
     #[test]
     fn defaults_match_the_documented_table() {
@@ -331,7 +337,10 @@ mod tests {
         let s = parse(&[(STDOUT, "false"), (FILE, "/tmp/x.jsonl")]).unwrap();
         assert!(!s.console_effective());
         let s = parse(&[(STDOUT, "false"), (NAMESPACE, "contoso"), (ENABLED, "false")]).unwrap();
-        assert!(s.console_effective(), "the rollback switch must never silence the process");
+        assert!(
+            s.console_effective(),
+            "the rollback switch must never silence the process"
+        );
     }
 
     fn refused(pairs: &[(&str, &str)], setting: &str) -> ConfigError {
@@ -359,9 +368,15 @@ mod tests {
         refused(&[(NAMESPACE, "a b")], NAMESPACE);
         refused(&[(NAMESPACE, "contoso"), (CONNECTION_STRING, CS)], NAMESPACE);
         refused(&[(FILE, "/tmp/")], FILE);
-        let e = refused(&[(CONNECTION_STRING, "SharedAccessKeyName=a;SharedAccessKey=TOPSECRET")], CONNECTION_STRING);
+        let e = refused(
+            &[(CONNECTION_STRING, "SharedAccessKeyName=a;SharedAccessKey=TOPSECRET")],
+            CONNECTION_STRING,
+        );
         assert!(e.to_string().contains("Endpoint"), "{e}");
-        let e = refused(&[(CONNECTION_STRING, "Endpoint=sb://a.b/;SharedAccessKeyName=TOPSECRET")], CONNECTION_STRING);
+        let e = refused(
+            &[(CONNECTION_STRING, "Endpoint=sb://a.b/;SharedAccessKeyName=TOPSECRET")],
+            CONNECTION_STRING,
+        );
         assert!(e.to_string().contains("SharedAccessKey"), "{e}");
         assert!(!e.to_string().contains("TOPSECRET"), "a key is never echoed: {e}");
     }
@@ -387,7 +402,10 @@ mod tests {
         let names: Vec<&str> = crate::config::all_settings_doc().map(|(n, _, _)| *n).collect();
         let lake = names.iter().position(|n| *n == "HUB2LAKE_LAKE_URL").unwrap();
         for (name, _, _) in LOG_SETTINGS_DOC {
-            let at = names.iter().position(|n| n == name).unwrap_or_else(|| panic!("{name} not listed"));
+            let at = names
+                .iter()
+                .position(|n| n == name)
+                .unwrap_or_else(|| panic!("{name} not listed"));
             assert!(at > lake);
         }
     }

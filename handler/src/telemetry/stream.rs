@@ -521,7 +521,12 @@ impl Pipeline {
 }
 
 /// Starts a worker thread; `make_sink` runs on it (a sink need not be `Send`).
-pub fn spawn<S, F>(name: &'static str, destination: String, config: StreamConfig, make_sink: F) -> std::io::Result<Pipeline>
+pub fn spawn<S, F>(
+    name: &'static str,
+    destination: String,
+    config: StreamConfig,
+    make_sink: F,
+) -> std::io::Result<Pipeline>
 where
     S: EventSink + 'static,
     F: FnOnce() -> S + Send + 'static,
@@ -653,8 +658,17 @@ mod tests {
         settle(Duration::from_secs(3600)).await;
         assert_eq!(sink.sizes(), vec![10, 10, 5]);
         let last = sink.batches.lock().unwrap()[2].0;
-        assert!(last - started >= Duration::from_secs(3600), "the partial batch waited its timeout");
-        let seqs: Vec<i64> = sink.batches.lock().unwrap().iter().flat_map(|(_, s)| s.clone()).collect();
+        assert!(
+            last - started >= Duration::from_secs(3600),
+            "the partial batch waited its timeout"
+        );
+        let seqs: Vec<i64> = sink
+            .batches
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|(_, s)| s.clone())
+            .collect();
         assert_eq!(seqs, (1..=25).collect::<Vec<_>>(), "order is kept");
         assert_eq!(queue.health().sent, 25);
         drop(queue);
@@ -734,7 +748,11 @@ mod tests {
         assert_eq!(h.state, CircuitState::Closed, "{h:?}");
         assert_eq!(h.sent, 10, "the probe batch");
         settle(Duration::from_secs(2)).await;
-        assert_eq!(queue.health().sent, 10, "only what was offered after the failed probe is left");
+        assert_eq!(
+            queue.health().sent,
+            10,
+            "only what was offered after the failed probe is left"
+        );
         assert_eq!(sink.sizes(), vec![10]);
     }
 
@@ -796,7 +814,10 @@ mod tests {
         shutdown.flush_within(Duration::from_secs(2));
         task.await.unwrap();
         let took = started.elapsed();
-        assert!(took >= Duration::from_secs(2) && took < Duration::from_millis(2100), "{took:?}");
+        assert!(
+            took >= Duration::from_secs(2) && took < Duration::from_millis(2100),
+            "{took:?}"
+        );
         let h = queue.health();
         assert_eq!(h.sent, 0);
         assert_eq!(h.dropped, 35, "everything that could not go is counted: {h:?}");

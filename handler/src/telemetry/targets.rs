@@ -91,7 +91,13 @@ impl JsonLinesFile {
             if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(io)?;
             }
-            *slot = Some(OpenOptions::new().create(true).append(true).open(&self.path).map_err(io)?);
+            *slot = Some(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)
+                    .map_err(io)?,
+            );
         }
         let Some(file) = slot.as_mut() else {
             return Err(SinkError::Config("no file".into()));
@@ -151,7 +157,10 @@ mod tests {
             assert_eq!(v["message"], format!("m{i}"));
         }
         let h = pipeline.queue.health();
-        assert_eq!((h.state, h.sent, h.dropped, h.failed_batches), (CircuitState::Closed, 250, 0, 0));
+        assert_eq!(
+            (h.state, h.sent, h.dropped, h.failed_batches),
+            (CircuitState::Closed, 250, 0, 0)
+        );
     }
 
     #[test]
@@ -187,12 +196,15 @@ mod tests {
     #[test]
     fn an_unreachable_event_hub_fails_fast_and_never_blocks_the_caller() {
         // A closed port on loopback: connecting is refused.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let cs = format!("Endpoint=sb://127.0.0.1:{port}/;SharedAccessKeyName=send;SharedAccessKey=a2V5");
-        let settings = LogStreamSettings::from_lookup(|k| {
-            (k == super::super::settings::CONNECTION_STRING).then(|| cs.clone())
-        })
-        .unwrap();
+        let settings =
+            LogStreamSettings::from_lookup(|k| (k == super::super::settings::CONNECTION_STRING).then(|| cs.clone()))
+                .unwrap();
         let target = settings.eventhub.unwrap();
         let config = StreamConfig {
             batch_size: 2,
@@ -206,7 +218,10 @@ mod tests {
         for i in 0..4 {
             assert!(pipeline.queue.offer(format!("{i}").into_bytes()));
         }
-        assert!(started.elapsed() < Duration::from_millis(500), "nothing waits for the network");
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "nothing waits for the network"
+        );
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while pipeline.queue.health().state != CircuitState::Open && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));

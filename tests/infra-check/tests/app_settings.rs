@@ -54,7 +54,9 @@ fn the_log_stream_is_wired_to_the_log_hub_with_the_app_identity() {
         assert!(settings.possible.contains_key(key), "{key} is not set");
     }
     // No key-based log target: the namespace and the identity, never a connection string.
-    assert!(!settings.possible.contains_key("HUB2LAKE_LOG_EVENTHUB_CONNECTION_STRING"));
+    assert!(!settings
+        .possible
+        .contains_key("HUB2LAKE_LOG_EVENTHUB_CONNECTION_STRING"));
     let hubs = infra.file("modules/event-hubs.bicep").expect("event-hubs module");
     let source = std::fs::read_to_string(repo_root().join("infra/modules/event-hubs.bicep")).unwrap();
     assert!(source.contains("param logEventHubName string = 'application-logs'"));
@@ -65,5 +67,10 @@ fn the_log_stream_is_wired_to_the_log_hub_with_the_app_identity() {
         .find(|r| r.symbol == "logSender")
         .expect("a role assignment for the log stream's sender");
     let text = hubs.text(sender.body);
-    assert!(text.contains("scope: targetLogHub") && text.contains("identityPrincipalId") && text.contains("eventHubsDataSenderRoleId"), "{text}");
+    assert!(
+        text.contains("scope: targetLogHub")
+            && text.contains("identityPrincipalId")
+            && text.contains("eventHubsDataSenderRoleId"),
+        "{text}"
+    );
 }
