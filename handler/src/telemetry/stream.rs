@@ -576,11 +576,14 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicBool;
 
+    /// When a batch was sent, and its records' sequence numbers.
+    type SentBatch = (Instant, Vec<i64>);
+
     /// A sender behind the producer's trait that records batches, and fails or hangs
     /// on demand.
     #[derive(Clone, Default)]
     struct Scripted {
-        batches: Arc<Mutex<Vec<(Instant, Vec<i64>)>>>,
+        batches: Arc<Mutex<Vec<SentBatch>>>,
         calls: Arc<AtomicU64>,
         fail: Arc<AtomicBool>,
         hang: Arc<AtomicBool>,
