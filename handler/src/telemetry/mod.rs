@@ -253,7 +253,7 @@ pub fn init_service(service: &str, format: LogFormat, settings: &LogStreamSettin
             tracing::warn!("HUB2LAKE_LOG_STDOUT=false ignored: no stream target is set, so console logs stay on");
         }
         for p in &stream.pipelines {
-            tracing::info!(stream = p.name, destination = %p.destination, level = %settings.level, "log stream started");
+            tracing::info!(stream = p.name, destination = %p.destination, stream_level = %settings.level, "log stream started");
         }
     } else {
         // Another subscriber was installed first (tests): stop our workers at once.
