@@ -295,3 +295,94 @@ fn the_adx_mapping_reads_every_field_the_stream_writes() {
     );
     assert!(kql.contains(".alter table PipelineLogs policy streamingingestion enable"));
 }
+
+/// Runs the handler with `env`, posts one batch, stops it with SIGTERM and returns its
+/// stderr (the console logs).
+async fn console_of_one_batch(env: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_handler"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .env(
+            "HUB2LAKE_LAKE_URL",
+            format!("file://{}", dir.path().join("lake").display()),
+        )
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "handler did not listen");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let resp = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/ingest"))
+        .header("X-Azure-Functions-InvocationId", "inv-console")
+        .body(batch("5", 7, 2))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    // SAFETY: kill(2) on our own child, not yet waited for.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let out = tokio::task::spawn_blocking(move || {
+        let _ = child.wait();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut text).unwrap();
+        text
+    })
+    .await
+    .unwrap();
+    out
+}
+
+#[tokio::test]
+async fn console_json_uses_the_same_schema_as_the_stream() {
+    let stderr = console_of_one_batch(&[("HUB2LAKE_LOG_FORMAT", "json")]).await;
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.len() >= 3, "{stderr}");
+    for v in &lines {
+        for key in hub2lake::telemetry::schema::FIXED_KEYS {
+            assert!(v.get(key).is_some(), "{key} missing: {v}");
+        }
+        assert!(
+            v.get("fields").is_none() && v.get("span").is_none(),
+            "nothing nested: {v}"
+        );
+    }
+    let written = lines
+        .iter()
+        .find(|v| v["message"] == "batch written")
+        .expect("batch written");
+    assert_eq!(written["invocation_id"], "inv-console");
+    assert_eq!(written["partition"], "5");
+    assert_eq!(
+        (written["first_seq"].as_i64(), written["last_seq"].as_i64()),
+        (Some(7), Some(8))
+    );
+}
+
+#[tokio::test]
+async fn stdout_off_means_stream_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stream.jsonl");
+    let stderr = console_of_one_batch(&[
+        ("HUB2LAKE_LOG_FORMAT", "json"),
+        ("HUB2LAKE_LOG_STDOUT", "false"),
+        ("HUB2LAKE_LOG_STREAM_FILE", file.to_str().unwrap()),
+    ])
+    .await;
+    assert!(stderr.trim().is_empty(), "no console logs: {stderr}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("\"message\":\"batch written\""), "{text}");
+}
