@@ -386,3 +386,34 @@ async fn stdout_off_means_stream_only() {
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(text.contains("\"message\":\"batch written\""), "{text}");
 }
+
+#[tokio::test]
+async fn the_stream_figures_are_logged_periodically() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stream.jsonl");
+    let h = Handler::start(&[
+        ("HUB2LAKE_LOG_STREAM_FILE", file.to_str().unwrap()),
+        ("HUB2LAKE_LOG_STREAM_BATCH_TIMEOUT_MS", "10"),
+        ("HUB2LAKE_LOG_STREAM_STATS_SECS", "1"),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let stats = loop {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let found = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["message"] == "log stream stats");
+        if let Some(v) = found {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "no stats line in {text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(stats["stream"], "file");
+    assert_eq!(stats["state"], "closed");
+    for key in ["queued", "sent", "dropped", "failed_batches"] {
+        assert!(stats[key].is_u64(), "{key}: {stats}");
+    }
+    assert!(stats["sent"].as_u64().unwrap() >= 1, "{stats}");
+    drop(h);
+}
