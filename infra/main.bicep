@@ -12,7 +12,8 @@
 //   monitoring.bicep           Log Analytics + Application Insights (Entra-only ingestion)
 //   host-storage.bicep         storage for the Functions host (AzureWebJobsStorage) + deployment package container
 //   lake-storage.bicep         ADLS Gen2 lake account + container (or an existing account)
-//   event-hubs.bicep           Event Hubs namespace + hub + consumer group (or an existing namespace)
+//   event-hubs.bicep           Event Hubs namespace + hub + consumer group (or an existing namespace),
+//                              and the application-logs hub + adx consumer group of the log stream
 //   function-app.bicep         app settings, plan and the function app (Flex Consumption or Elastic Premium)
 //
 // Plan default: Flex Consumption (FC1). Evidence and trade-offs are in
@@ -171,6 +172,19 @@ param existingEventHubNamespaceName string = ''
 param existingEventHubResourceGroupName string = ''
 
 // ---------------------------------------------------------------------------
+// Log stream to Azure Data Explorer (optional, off by default: ADX costs)
+// ---------------------------------------------------------------------------
+
+@description('Existing ADX cluster whose database ingests the application-logs hub into PipelineLogs (infra/adx/); empty = no data connection.')
+param adxClusterName string = ''
+
+@description('Database of adxClusterName that gets the PipelineLogs table and the data connection.')
+param adxDatabaseName string = ''
+
+@description('Resource group of adxClusterName; default: the deployment resource group.')
+param adxResourceGroupName string = ''
+
+// ---------------------------------------------------------------------------
 // Product settings (HUB2LAKE_*; every other setting keeps its default, see README)
 // ---------------------------------------------------------------------------
 
@@ -305,9 +319,20 @@ module functionApp 'modules/function-app.bicep' = {
     eventHubNamespaceFqdn: eventHubs.outputs.namespaceFqdn
     eventHubName: eventHubs.outputs.eventHubName
     eventHubConsumerGroup: eventHubs.outputs.consumerGroupName
+    logEventHubName: eventHubs.outputs.logEventHubName
     lakeUrl: lake.outputs.lakeUrl
     sealSchedule: sealSchedule
     compression: compression
+  }
+}
+
+module adxLogs 'adx/adx-data-connection.bicep' = if (!empty(adxClusterName)) {
+  name: 'adx-pipeline-logs'
+  scope: resourceGroup(!empty(adxResourceGroupName) ? adxResourceGroupName : rg.name)
+  params: {
+    clusterName: adxClusterName
+    databaseName: adxDatabaseName
+    logEventHubId: eventHubs.outputs.logEventHubId
   }
 }
 
@@ -328,6 +353,8 @@ output DEPLOYMENT_CONTAINER_URL string = hostStorage.outputs.deploymentContainer
 output EVENTHUB_NAMESPACE_FQDN string = eventHubs.outputs.namespaceFqdn
 output EVENTHUB_NAME string = eventHubs.outputs.eventHubName
 output EVENTHUB_CONSUMER_GROUP string = eventHubs.outputs.consumerGroupName
+output LOG_EVENTHUB_NAME string = eventHubs.outputs.logEventHubName
+output LOG_EVENTHUB_CONSUMER_GROUP string = eventHubs.outputs.logConsumerGroupName
 output MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName

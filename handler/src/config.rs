@@ -258,9 +258,12 @@ pub struct Settings {
     /// Event Hub name and consumer group when the host's metadata lacks them.
     pub fallback_eventhub: String,
     pub fallback_consumer_group: String,
+    /// The `HUB2LAKE_LOG_*` settings of the log stream (parsed in telemetry/settings.rs).
+    pub log_stream: crate::telemetry::LogStreamSettings,
 }
 
-/// Every `HUB2LAKE_` setting with its default, for docs and `--help`.
+/// Every `HUB2LAKE_` setting with its default, for docs and `--help` (the log stream's
+/// follow in [`crate::telemetry::settings::LOG_SETTINGS_DOC`]; [`all_settings_doc`] has both).
 pub const SETTINGS_DOC: &[(&str, &str, &str)] = &[
     ("HUB2LAKE_LAKE_URL", "(required)", "where the lake is: file:///abs/dir, az://<container>[/path], https://<account>.blob.core.windows.net/<container>[/path], abfss://<container>@<account>.dfs.core.windows.net[/path]"),
     ("HUB2LAKE_PATH_TEMPLATE", defaults::PATH_TEMPLATE, "object path under the lake; tokens {database} {collection} {operation} {eventhub} {partition} {yyyy} {mm} {dd} {hh} {first_seq} {last_seq}; must hold {partition}, {first_seq} and {last_seq}; the extension is added"),
@@ -282,6 +285,11 @@ pub const SETTINGS_DOC: &[(&str, &str, &str)] = &[
     ("HUB2LAKE_SEAL_MAX_RUN_SECS", defaults::SEAL_MAX_RUN_SECS, "time budget of one seal run"),
     ("HUB2LAKE_LOG_FORMAT", defaults::LOG_FORMAT, "auto (JSON under the Functions host), json or text"),
 ];
+
+/// Every setting's documentation: [`SETTINGS_DOC`], then the log stream's.
+pub fn all_settings_doc() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> {
+    SETTINGS_DOC.iter().chain(crate::telemetry::settings::LOG_SETTINGS_DOC)
+}
 
 /// The default of every setting that has one, written once: [`Settings::from_lookup`]
 /// parses these exactly as it parses a value that is set, and [`SETTINGS_DOC`] (what
@@ -436,6 +444,7 @@ impl Settings {
             log_format,
             fallback_eventhub: lookup.or("EVENTHUB_NAME", "_unknown"),
             fallback_consumer_group: lookup.or("EVENTHUB_CONSUMER_GROUP", "$Default"),
+            log_stream: crate::telemetry::LogStreamSettings::from_lookup(&get)?,
         })
     }
 

@@ -12,7 +12,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    hub2lake::telemetry::init(settings.log_format);
+    hub2lake::telemetry::init(&settings);
     tracing::debug!(?allocator, "allocator settings");
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -21,12 +21,15 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(hub2lake::server::run(settings)) {
+    let code = match runtime.block_on(hub2lake::server::run(settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("hub2lake handler stopped: {e:#}");
             eprintln!("hub2lake handler: {e:#}");
             ExitCode::from(1)
         }
-    }
+    };
+    // Queued log records get HUB2LAKE_LOG_STREAM_FLUSH_MS (default 2 s), then we go.
+    hub2lake::telemetry::flush();
+    code
 }

@@ -139,6 +139,7 @@ struct HealthReport {
     lake: String,
     last_storage_error: Option<String>,
     partitions: BTreeMap<String, PartitionHealth>,
+    log_stream: crate::telemetry::LogStreamHealth,
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Json<HealthReport> {
@@ -148,6 +149,7 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Json<HealthReport> {
         lake: state.ingestor.lake().description().to_string(),
         last_storage_error: state.health.last_storage_error.lock().ok().and_then(|l| l.clone()),
         partitions: state.health.partitions.lock().map(|m| m.clone()).unwrap_or_default(),
+        log_stream: crate::telemetry::log_stream_health(),
     })
 }
 
@@ -375,9 +377,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             }
         }
     });
-    axum::serve(listener, app(state))
+    let stats = tokio::spawn(crate::telemetry::log_stream_stats());
+    let served = axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown_signal())
-        .await?;
+        .await;
+    stats.abort();
+    served?;
     tracing::info!("hub2lake handler stopped gracefully");
     Ok(())
 }

@@ -80,6 +80,9 @@ param eventHubNamespaceFqdn string
 param eventHubName string
 param eventHubConsumerGroup string
 
+@description('Event Hub the handler streams its JSON logs to (same namespace as the trigger); empty = no log stream.')
+param logEventHubName string = ''
+
 @description('abfss://<container>@<account>.dfs.core.windows.net')
 param lakeUrl string
 
@@ -122,6 +125,16 @@ var commonAppSettings = {
   HUB2LAKE_COMPRESSION: compression
   HUB2LAKE_LOG_FORMAT: 'json'
 }
+
+// The log stream (issue 17): namespace + the app identity (AZURE_CLIENT_ID), which has
+// Azure Event Hubs Data Sender on that hub (event-hubs.bicep). Set
+// HUB2LAKE_LOG_EVENTHUB_ENABLED=false on the app to roll it back without a deployment.
+var logStreamAppSettings = empty(logEventHubName)
+  ? {}
+  : {
+      HUB2LAKE_LOG_EVENTHUB_NAMESPACE: eventHubNamespaceFqdn
+      HUB2LAKE_LOG_EVENTHUB_NAME: logEventHubName
+    }
 
 // Flex Consumption: the runtime is functionAppConfig.runtime (function-site-flex.bicep).
 var flexOnlyAppSettings = {}
@@ -192,7 +205,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' existing = {
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: site
   name: 'appsettings'
-  properties: union(commonAppSettings, isFlex ? flexOnlyAppSettings : premiumOnlyAppSettings)
+  properties: union(commonAppSettings, logStreamAppSettings, isFlex ? flexOnlyAppSettings : premiumOnlyAppSettings)
   dependsOn: [
     flexSite
     premiumSite

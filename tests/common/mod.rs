@@ -75,6 +75,15 @@ impl Handler {
         (status, resp.text().await.unwrap_or_default())
     }
 
+    /// Stops the handler the way the Functions host does (SIGTERM) and waits for it.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on our own child's pid; it has not been waited for yet.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        self.child.wait().expect("wait for the handler")
+    }
+
     pub async fn get(&self, path: &str) -> (u16, String) {
         let resp = reqwest::get(self.url(path)).await.expect("request reaches the handler");
         let status = resp.status().as_u16();

@@ -72,7 +72,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Lake(cmd) => lake::run(cmd),
         Command::Bridge(args) => bridge::run(*args),
         Command::Settings => {
-            for (name, default, meaning) in hub2lake::config::SETTINGS_DOC {
+            for (name, default, meaning) in hub2lake::config::all_settings_doc() {
                 println!("{name}\n    default: {default}\n    {meaning}\n");
             }
             Ok(ExitCode::SUCCESS)

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
+use tracing::Instrument;
 
 use crate::config::Settings;
 use crate::host::EventHubBatch;
@@ -103,11 +104,13 @@ impl Ingestor {
         }
 
         let storage_started = std::time::Instant::now();
-        let written: Vec<(PutOutcome, ReceiptObject)> =
-            futures::stream::iter(pending.into_iter().map(|p| self.put_verified(p, &partition_id)))
-                .buffered(self.settings.upload_concurrency)
-                .try_collect()
-                .await?;
+        let written: Vec<(PutOutcome, ReceiptObject)> = futures::stream::iter(pending.into_iter().map(|p| {
+            let span = object_span(&p.entry);
+            self.put_verified(p, &partition_id).instrument(span)
+        }))
+        .buffered(self.settings.upload_concurrency)
+        .try_collect()
+        .await?;
         let (outcomes, entries): (Vec<PutOutcome>, Vec<ReceiptObject>) = written.into_iter().unzip();
         report.objects_created = outcomes.iter().filter(|o| **o == PutOutcome::Created).count() as u64;
         report.objects_existing = outcomes.len() as u64 - report.objects_created;
@@ -174,6 +177,16 @@ impl Ingestor {
         }
         Ok(())
     }
+}
+
+/// The span of one object's write: its route and hour reach every log line (and the
+/// log stream's records) written inside it.
+fn object_span(entry: &ReceiptObject) -> tracing::Span {
+    let route = match (&entry.database, &entry.collection) {
+        (Some(db), Some(coll)) => format!("{db}/{coll}"),
+        _ => "_deadletter".to_string(),
+    };
+    tracing::info_span!("object", route = %route, hour = %entry.hour)
 }
 
 /// Checks that an object found in place of ours holds the same events.

@@ -1498,7 +1498,12 @@ pub fn hub2lake_literals(source: &str) -> BTreeSet<String> {
     out
 }
 
+/// The handler's source files that declare `HUB2LAKE_*` settings: the product settings,
+/// and the log stream's (`HUB2LAKE_LOG_*`).
+pub const SETTINGS_SOURCES: &[&str] = &["handler/src/config.rs", "handler/src/telemetry/settings.rs"];
+
 /// Every `HUB2LAKE_*` app setting in the Bicep is a setting `handler/src/config.rs`
+/// or `handler/src/telemetry/settings.rs`
 /// knows (a typo guard: an unknown name would be silently ignored at run time).
 pub fn check_hub2lake_settings_known(root: &Path) -> Vec<Problem> {
     let infra = match Infra::load(root) {
@@ -1506,22 +1511,33 @@ pub fn check_hub2lake_settings_known(root: &Path) -> Vec<Problem> {
         Err(problems) => return problems,
     };
     let (settings, mut problems) = collect_app_settings(&infra);
-    let config_rel = "handler/src/config.rs";
-    let known = match std::fs::read_to_string(root.join(config_rel)) {
-        Ok(source) => hub2lake_literals(&source),
-        Err(e) => {
-            problems.push(whole_file(config_rel, format!("cannot read: {e}")));
-            return problems;
+    let config_rel = SETTINGS_SOURCES[0];
+    let mut known = BTreeSet::new();
+    for rel in SETTINGS_SOURCES {
+        match std::fs::read_to_string(root.join(rel)) {
+            Ok(source) => {
+                let found = hub2lake_literals(&source);
+                if found.is_empty() {
+                    problems.push(whole_file(rel, "no \"HUB2LAKE_...\" string literals found"));
+                }
+                known.extend(found);
+            }
+            // The log stream's settings file is optional in a sandbox; config.rs is not.
+            Err(e) if *rel == config_rel || e.kind() != std::io::ErrorKind::NotFound => {
+                problems.push(whole_file(rel, format!("cannot read: {e}")));
+                return problems;
+            }
+            Err(_) => {}
         }
-    };
-    if known.is_empty() {
-        problems.push(whole_file(config_rel, "no \"HUB2LAKE_...\" string literals found"));
     }
     for name in settings.possible.keys().filter(|k| k.starts_with("HUB2LAKE_")) {
         if !known.contains(name) {
             problems.push(whole_file(
                 "infra",
-                format!("app setting `{name}` is not a setting the handler knows ({config_rel})"),
+                format!(
+                    "app setting `{name}` is not a setting the handler knows ({})",
+                    SETTINGS_SOURCES.join(", ")
+                ),
             ));
         }
     }

@@ -44,3 +44,33 @@ fn runtime_is_custom_on_both_plans_and_extension_version_only_on_premium() {
         assert_eq!(settings.always.get(key), Some(&Some(value.to_string())), "{key}");
     }
 }
+
+#[test]
+fn the_log_stream_is_wired_to_the_log_hub_with_the_app_identity() {
+    let infra = Infra::load(&repo_root()).unwrap_or_else(|p| panic!("{}", hub2lake_infra_check::report(&p)));
+    let (settings, problems) = collect_app_settings(&infra);
+    assert_clean("collecting app settings", &problems);
+    for key in ["HUB2LAKE_LOG_EVENTHUB_NAMESPACE", "HUB2LAKE_LOG_EVENTHUB_NAME"] {
+        assert!(settings.possible.contains_key(key), "{key} is not set");
+    }
+    // No key-based log target: the namespace and the identity, never a connection string.
+    assert!(!settings
+        .possible
+        .contains_key("HUB2LAKE_LOG_EVENTHUB_CONNECTION_STRING"));
+    let hubs = infra.file("modules/event-hubs.bicep").expect("event-hubs module");
+    let source = std::fs::read_to_string(repo_root().join("infra/modules/event-hubs.bicep")).unwrap();
+    assert!(source.contains("param logEventHubName string = 'application-logs'"));
+    assert!(source.contains("param logConsumerGroupName string = 'adx'"));
+    let sender = hubs
+        .resources()
+        .into_iter()
+        .find(|r| r.symbol == "logSender")
+        .expect("a role assignment for the log stream's sender");
+    let text = hubs.text(sender.body);
+    assert!(
+        text.contains("scope: targetLogHub")
+            && text.contains("identityPrincipalId")
+            && text.contains("eventHubsDataSenderRoleId"),
+        "{text}"
+    );
+}

@@ -310,6 +310,32 @@ fn hub2lake_check_catches_a_misspelt_setting_name() {
 }
 
 #[test]
+fn hub2lake_check_catches_a_misspelt_log_stream_setting() {
+    let sandbox = Sandbox::new();
+    sandbox.replace(
+        "infra/modules/function-app.bicep",
+        "HUB2LAKE_LOG_EVENTHUB_NAME: logEventHubName",
+        "HUB2LAKE_LOG_EVENTHUB_NAEM: logEventHubName",
+    );
+    assert_reported(
+        &check_hub2lake_settings_known(sandbox.root()),
+        &["`HUB2LAKE_LOG_EVENTHUB_NAEM`", "telemetry/settings.rs"],
+    );
+}
+
+#[test]
+fn hub2lake_check_knows_log_stream_settings_only_from_their_source_file() {
+    // The log stream's names are not in config.rs: without its settings file the
+    // check must report them, so it really reads that file.
+    let sandbox = Sandbox::new();
+    sandbox.write("handler/src/telemetry/settings.rs", "// no settings here\n");
+    assert_reported(
+        &check_hub2lake_settings_known(sandbox.root()),
+        &["`HUB2LAKE_LOG_EVENTHUB_NAMESPACE`"],
+    );
+}
+
+#[test]
 fn parameters_check_catches_unknown_and_missing_parameters() {
     let sandbox = Sandbox::new();
     let rel = "infra/main.parameters.json";

@@ -38,6 +38,11 @@ pub const SETTINGS: &[&str] = &[
 ];
 "#;
 
+pub const LOG_SETTINGS_RS: &str = r#"
+pub const NAMESPACE: &str = "HUB2LAKE_LOG_EVENTHUB_NAMESPACE";
+pub const NAME: &str = "HUB2LAKE_LOG_EVENTHUB_NAME";
+"#;
+
 pub struct Sandbox {
     dir: tempfile::TempDir,
 }
@@ -59,6 +64,7 @@ impl Sandbox {
         sandbox.write("functions/ingest/function.json", INGEST_FUNCTION_JSON);
         sandbox.write("functions/seal/function.json", SEAL_FUNCTION_JSON);
         sandbox.write("handler/src/config.rs", CONFIG_RS);
+        sandbox.write("handler/src/telemetry/settings.rs", LOG_SETTINGS_RS);
         sandbox
     }
 
