@@ -1,7 +1,6 @@
 //! `hub2lake bridge` (Redis Stream → Event Hub or files) and `hub2lake bridge publish`
 //! (test entries into a stream). Thin over [`crate::bridge`].
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -13,7 +12,9 @@ use super::destination::{destination, DestinationError, DestinationFlags};
 use crate::bridge::batcher::MAX_BATCH_BYTES;
 use crate::bridge::publisher::{self, PublishOptions};
 use crate::bridge::{self, BridgeConfig, BridgeError, RedisLink, StopSender, START_DEADLINE};
+use hub2lake::config::LogFormat;
 use hub2lake::eventhub::{CredentialKind, EventHubSink, EventSink, FileSink};
+use hub2lake::telemetry::LogStreamSettings;
 
 const BRIDGE_HELP: &str = "Examples:\n  \
     hub2lake bridge --redis-url redis://localhost:6379 --stream changes --group hub2lake --to-file ./out\n  \
@@ -218,7 +219,10 @@ impl BridgeArgs {
 
 /// Runs `hub2lake bridge [publish]`.
 pub fn run(args: BridgeArgs) -> anyhow::Result<ExitCode> {
-    init_logging();
+    if let Err(e) = init_logging() {
+        eprintln!("hub2lake: error: {e}");
+        return Ok(ExitCode::from(e.exit_code()));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -229,6 +233,8 @@ pub fn run(args: BridgeArgs) -> anyhow::Result<ExitCode> {
             None => run_bridge(&args).await,
         }
     });
+    // What the stream still holds goes out within HUB2LAKE_LOG_STREAM_FLUSH_MS.
+    hub2lake::telemetry::flush();
     Ok(match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -238,15 +244,27 @@ pub fn run(args: BridgeArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .try_init();
+/// The bridge logs the way the handler does: console logs on stderr per
+/// `HUB2LAKE_LOG_FORMAT` (text on a terminal unless `json`) and `RUST_LOG`, and the log
+/// stream per the `HUB2LAKE_LOG_*` settings with `service` = `bridge`. A malformed
+/// setting stops the start naming it; an unreachable Event Hub never does.
+fn init_logging() -> Result<(), BridgeError> {
+    let format = match std::env::var("HUB2LAKE_LOG_FORMAT") {
+        Err(_) => LogFormat::Auto,
+        Ok(raw) => match raw.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => LogFormat::Auto,
+            "json" => LogFormat::Json,
+            "text" => LogFormat::Text,
+            _ => {
+                return Err(BridgeError::Config(format!(
+                    "invalid setting HUB2LAKE_LOG_FORMAT={raw:?}: allowed: auto, json, text"
+                )))
+            }
+        },
+    };
+    let stream = LogStreamSettings::from_env().map_err(|e| BridgeError::Config(e.to_string()))?;
+    hub2lake::telemetry::init_service("bridge", format, &stream);
+    Ok(())
 }
 
 async fn run_bridge(args: &BridgeArgs) -> Result<(), BridgeError> {
