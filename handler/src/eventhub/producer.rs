@@ -11,7 +11,8 @@ use azure_messaging_eventhubs::models::{AmqpSimpleValue, AmqpTransport, EventDat
 use azure_messaging_eventhubs::{EventDataBatchOptions, ProducerClient};
 use serde_json::Value;
 
-use super::sink::{EventSink, OutEvent, SinkError, Target};
+use super::error::{ConnectionStringError, SinkError};
+use super::sink::{EventSink, OutEvent, Target};
 
 /// Keys a connection string may carry (any case). Others are ignored, as the service's
 /// own clients do.
@@ -22,39 +23,6 @@ const KNOWN_KEYS: [&str; 5] = [
     "SharedAccessSignature",
     "EntityPath",
 ];
-
-/// What is wrong with a connection string. Key values are never part of a message.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConnectionStringError {
-    #[error(
-        "the connection string is empty; expected Endpoint=sb://<namespace>.servicebus.windows.net/;\
-         SharedAccessKeyName=<policy>;SharedAccessKey=<key>[;EntityPath=<event hub>]"
-    )]
-    Empty,
-    #[error("part {index} of the connection string is not Key=Value (parts are separated by ';')")]
-    NotKeyValue { index: usize },
-    #[error("part {index} of the connection string has an empty key before '='")]
-    EmptyKey { index: usize },
-    #[error("{key} appears more than once in the connection string")]
-    Duplicate { key: &'static str },
-    #[error("{key} is empty in the connection string")]
-    EmptyValue { key: &'static str },
-    #[error("the connection string has no Endpoint=sb://<namespace>.servicebus.windows.net/{hint}")]
-    MissingEndpoint { hint: String },
-    #[error("Endpoint {value:?} is not usable: {problem} (expected sb://<namespace>.servicebus.windows.net/)")]
-    BadEndpoint { value: String, problem: String },
-    #[error("the connection string has SharedAccessKey but no SharedAccessKeyName (the policy name){hint}")]
-    MissingKeyName { hint: String },
-    #[error("the connection string has SharedAccessKeyName but no SharedAccessKey{hint}")]
-    MissingKey { hint: String },
-    #[error(
-        "the connection string has no credentials: give SharedAccessKeyName and SharedAccessKey, or \
-         SharedAccessSignature{hint}"
-    )]
-    MissingCredentials { hint: String },
-    #[error("EntityPath {value:?} is not an Event Hub name (letters, digits, '.', '-', '_'; 1-256 characters)")]
-    BadEntityPath { value: String },
-}
 
 /// A parsed Event Hubs connection string. `Debug` hides the secrets.
 #[derive(Clone, PartialEq, Eq)]

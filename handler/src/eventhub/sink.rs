@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use super::error::SinkError;
 use crate::lake::layout::sanitize_segment;
 
 /// Where one batch goes.
@@ -63,46 +64,6 @@ fn value_len(v: &Value) -> usize {
         Value::String(s) => s.len(),
         Value::Null | Value::Bool(_) | Value::Number(_) => 9,
         other => other.to_string().len(),
-    }
-}
-
-/// Why a batch could not be sent.
-#[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    /// Destination flags, connection string or credentials are unusable.
-    #[error("{0}")]
-    Config(String),
-    #[error(transparent)]
-    ConnectionString(#[from] super::ConnectionStringError),
-    #[error("cannot connect to {destination}: {message}")]
-    Connect { destination: String, message: String },
-    #[error("sending to {target} failed: {message}")]
-    Send { target: String, message: String },
-    #[error(
-        "event {partition}/{sequence_number} is about {bytes} bytes, over the batch limit of {limit} bytes \
-         (raise --max-batch-bytes up to the namespace's limit: 1 MB Basic/Standard, 20 MB Premium/Dedicated)"
-    )]
-    TooLarge {
-        partition: String,
-        sequence_number: i64,
-        bytes: u64,
-        limit: u64,
-    },
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-impl SinkError {
-    /// Whether the operator must change flags or credentials (exit code 2).
-    pub fn is_configuration(&self) -> bool {
-        matches!(
-            self,
-            Self::Config(_) | Self::ConnectionString(_) | Self::TooLarge { .. }
-        )
     }
 }
 
