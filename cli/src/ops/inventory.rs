@@ -26,6 +26,7 @@ use hub2lake::seal::completeness::{self, SeqRange, Span};
 use hub2lake::seal::manifest::RECHECK_NAME;
 pub use hub2lake::seal::manifest::{PartitionSummary, RemovedCopy, UnreceiptedObject};
 pub use hub2lake::seal::plan::LoadedReceipt;
+use hub2lake::time::parse_time;
 
 // TODO(merge): the seal's public `UnitKey` (one hour format for both).
 /// One (hour, database, collection): a folder of the lake, sealed as one.
@@ -409,11 +410,6 @@ fn classify(path: &str) -> Listed {
     } else {
         Listed::Foreign
     }
-}
-
-// TODO(merge): the handler library's one `parse_time`.
-fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
 }
 
 fn parent(path: &str) -> &str {
