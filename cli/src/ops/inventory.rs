@@ -26,29 +26,10 @@ use hub2lake::seal::completeness::{self, SeqRange, Span};
 use hub2lake::seal::manifest::RECHECK_NAME;
 pub use hub2lake::seal::manifest::{PartitionSummary, RemovedCopy, UnreceiptedObject};
 pub use hub2lake::seal::plan::LoadedReceipt;
+/// A unit is named as the seal names it: `ls`, `verify` and the seal's own reports
+/// print the same `database/collection YYYY-MM-DDTHH`.
+pub use hub2lake::seal::UnitKey;
 use hub2lake::time::parse_time;
-
-// TODO(merge): the seal's public `UnitKey` (one hour format for both).
-/// One (hour, database, collection): a folder of the lake, sealed as one.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct UnitKey {
-    /// Start of the hour; first, so that units sort oldest first.
-    pub hour: DateTime<Utc>,
-    pub database: String,
-    pub collection: String,
-}
-
-impl std::fmt::Display for UnitKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}/{} {}",
-            self.database,
-            self.collection,
-            super::range::format_hour(self.hour)
-        )
-    }
-}
 
 /// The fields of `_manifest.json` operators need. Unknown fields are ignored and
 /// missing optional ones default, so newer manifests still read.
