@@ -159,10 +159,12 @@ mod tests {
 
     #[test]
     fn refused_storage_is_a_usage_error_and_everything_else_a_runtime_failure() {
-        let storage = |source| OpsError::Lake(LakeError::Storage {
-            path: "db/coll".into(),
-            source,
-        });
+        let storage = |source| {
+            OpsError::Lake(LakeError::Storage {
+                path: "db/coll".into(),
+                source,
+            })
+        };
         let denied = object_store::Error::PermissionDenied {
             path: "db/coll".into(),
             source: "403".into(),
