@@ -146,7 +146,7 @@ impl TestLake {
     }
 
     async fn inventory(&self) -> Inventory {
-        Inventory::load(&self.lake, self.settings.path_template.as_str(), 8)
+        Inventory::load(&self.lake, &self.settings.path_template, 8)
             .await
             .unwrap()
     }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use hub2lake::config::DEFAULT_SEAL_SCHEDULE;
 
 use super::simulate::{self, SimulateArgs};
 
@@ -49,9 +50,9 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         "EVENTHUB_CONSUMER_GROUP=hub2lake".to_string(),
         "FUNCTIONS_WORKER_RUNTIME=custom".to_string(),
     ];
-    // TODO(merge): the handler's declared seal-schedule default, once `hub2lake::config` exports it.
+    // The demo's app settings name no schedule; give the seal timer the handler's default.
     if std::env::var_os("HUB2LAKE_SEAL_SCHEDULE").is_none() {
-        set.push("HUB2LAKE_SEAL_SCHEDULE=0 */5 * * * *".to_string());
+        set.push(format!("HUB2LAKE_SEAL_SCHEDULE={DEFAULT_SEAL_SCHEDULE}"));
     }
     let sim = SimulateArgs {
         handler: args.handler.clone(),

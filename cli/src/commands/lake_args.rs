@@ -43,7 +43,7 @@ impl LakeArgs {
     pub(super) async fn load(&self) -> Result<(Settings, Lake, Inventory), OpsError> {
         let (settings, lake) = open_lake(self.lake.as_deref(), env_lookup)?;
         let spinner = spinner(&format!("reading receipts and manifests of {}", lake.description()));
-        let inv = Inventory::load(&lake, settings.path_template.as_str(), usize::from(self.concurrency)).await;
+        let inv = Inventory::load(&lake, &settings.path_template, usize::from(self.concurrency)).await;
         spinner.finish_and_clear();
         Ok((settings, lake, inv?))
     }

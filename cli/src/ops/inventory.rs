@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::range::{hour_of, HourRange};
 use super::OpsError;
-use hub2lake::lake::layout::{is_internal, DEADLETTER_DIR, MANIFEST_NAME, RECEIPTS_DIR};
+use hub2lake::lake::layout::{is_internal, PathTemplate, Piece, Token, DEADLETTER_DIR, MANIFEST_NAME, RECEIPTS_DIR};
 use hub2lake::lake::receipt::{ObjectKind, Receipt, ReceiptObject};
 use hub2lake::lake::{Lake, LakeError};
 pub use hub2lake::seal::completeness::PartitionKey;
@@ -26,28 +26,10 @@ use hub2lake::seal::completeness::{self, SeqRange, Span};
 use hub2lake::seal::manifest::RECHECK_NAME;
 pub use hub2lake::seal::manifest::{PartitionSummary, RemovedCopy, UnreceiptedObject};
 pub use hub2lake::seal::plan::LoadedReceipt;
-
-// TODO(merge): the seal's public `UnitKey` (one hour format for both).
-/// One (hour, database, collection): a folder of the lake, sealed as one.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct UnitKey {
-    /// Start of the hour; first, so that units sort oldest first.
-    pub hour: DateTime<Utc>,
-    pub database: String,
-    pub collection: String,
-}
-
-impl std::fmt::Display for UnitKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}/{} {}",
-            self.database,
-            self.collection,
-            super::range::format_hour(self.hour)
-        )
-    }
-}
+/// A unit is named as the seal names it: `ls`, `verify` and the seal's own reports
+/// print the same `database/collection YYYY-MM-DDTHH`.
+pub use hub2lake::seal::UnitKey;
+use hub2lake::time::parse_time;
 
 /// The fields of `_manifest.json` operators need. Unknown fields are ignored and
 /// missing optional ones default, so newer manifests still read.
@@ -411,11 +393,6 @@ fn classify(path: &str) -> Listed {
     }
 }
 
-// TODO(merge): the handler library's one `parse_time`.
-fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
-}
-
 fn parent(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(dir, _)| dir)
 }
@@ -424,7 +401,7 @@ impl Inventory {
     /// Lists the lake and reads every receipt and manifest (`concurrency` at a time).
     /// `template` is the path template (`HUB2LAKE_PATH_TEMPLATE`), used to place
     /// objects no receipt or manifest names.
-    pub async fn load(lake: &Lake, template: &str, concurrency: usize) -> Result<Self, OpsError> {
+    pub async fn load(lake: &Lake, template: &PathTemplate, concurrency: usize) -> Result<Self, OpsError> {
         let listed_at = Utc::now();
         let listed = lake.list("").await?;
         let mut inv = Inventory {
@@ -745,24 +722,17 @@ async fn read_all<T: serde::de::DeserializeOwned + Send + 'static>(
 }
 
 /// Places a folder by the path template's folder part, for objects nothing names.
-// TODO(merge): this parses the template a second time; `hub2lake::lake::layout::PathTemplate`
-// keeps its pieces private. Once the handler exposes its parsed folder segments (or a
-// `match_folder`), build this from the parsed `PathTemplate` and drop `parse_pieces`.
 #[derive(Debug, Clone)]
 pub struct DirMatcher {
+    /// The template's pieces, one list per folder segment (the file name left out).
     segments: Vec<Vec<Piece>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Piece {
-    Literal(String),
-    Token(String),
-}
-
 impl DirMatcher {
-    /// `template` as in `HUB2LAKE_PATH_TEMPLATE` (already validated by the settings).
-    pub fn new(template: &str) -> Self {
-        let mut segments: Vec<Vec<Piece>> = template.split('/').map(parse_pieces).collect();
+    /// Built from the template the settings parsed (`HUB2LAKE_PATH_TEMPLATE`), so a
+    /// folder is read back with the pieces the handler wrote it with.
+    pub fn new(template: &PathTemplate) -> Self {
+        let mut segments = folder_segments(template.pieces());
         segments.pop();
         Self { segments }
     }
@@ -777,52 +747,64 @@ impl DirMatcher {
         if parts.len() != self.segments.len() {
             return None;
         }
-        let mut caps: Vec<(String, String)> = Vec::new();
+        let mut caps: Vec<(Token, String)> = Vec::new();
         for (pieces, part) in self.segments.iter().zip(&parts) {
             if !match_pieces(pieces, part, &mut caps) {
                 return None;
             }
         }
-        let get = |name: &str| caps.iter().find(|(t, _)| t == name).map(|(_, v)| v.as_str());
-        let text = format!("{}-{}-{}T{}:00:00Z", get("yyyy")?, get("mm")?, get("dd")?, get("hh")?);
+        let get = |token: Token| caps.iter().find(|(t, _)| *t == token).map(|(_, v)| v.as_str());
+        let text = format!(
+            "{}-{}-{}T{}:00:00Z",
+            get(Token::Year)?,
+            get(Token::Month)?,
+            get(Token::Day)?,
+            get(Token::Hour)?
+        );
         Some(UnitKey {
             hour: parse_time(&text)?,
-            database: get("database").unwrap_or("unrouted").to_string(),
-            collection: get("collection").unwrap_or("unrouted").to_string(),
+            database: get(Token::Database).unwrap_or("unrouted").to_string(),
+            collection: get(Token::Collection).unwrap_or("unrouted").to_string(),
         })
     }
 }
 
-fn parse_pieces(segment: &str) -> Vec<Piece> {
-    let mut pieces = Vec::new();
-    let mut rest = segment;
-    while let Some(open) = rest.find('{') {
-        let Some(close) = rest[open..].find('}') else { break };
-        if open > 0 {
-            pieces.push(Piece::Literal(rest[..open].to_string()));
+/// The template's pieces split at every `/` of its literal text: one list per path
+/// segment. Tokens never hold a `/` (their values are sanitised), so only literals split.
+fn folder_segments(pieces: &[Piece]) -> Vec<Vec<Piece>> {
+    let mut segments = Vec::new();
+    let mut current = Vec::new();
+    for piece in pieces {
+        let Piece::Literal(text) = piece else {
+            current.push(piece.clone());
+            continue;
+        };
+        for (i, part) in text.split('/').enumerate() {
+            if i > 0 {
+                segments.push(std::mem::take(&mut current));
+            }
+            if !part.is_empty() {
+                current.push(Piece::Literal(part.to_string()));
+            }
         }
-        pieces.push(Piece::Token(rest[open + 1..open + close].to_string()));
-        rest = &rest[open + close + 1..];
     }
-    if !rest.is_empty() {
-        pieces.push(Piece::Literal(rest.to_string()));
-    }
-    pieces
+    segments.push(current);
+    segments
 }
 
-fn token_accepts(token: &str, value: &str) -> bool {
+fn token_accepts(token: Token, value: &str) -> bool {
     let digits = |n: usize| value.len() == n && value.bytes().all(|b| b.is_ascii_digit());
     match token {
-        "yyyy" => digits(4),
-        "mm" | "dd" | "hh" => digits(2),
-        "first_seq" | "last_seq" => {
+        Token::Year => digits(4),
+        Token::Month | Token::Day | Token::Hour => digits(2),
+        Token::FirstSeq | Token::LastSeq => {
             !value.is_empty() && value.trim_start_matches('-').bytes().all(|b| b.is_ascii_digit())
         }
         _ => !value.is_empty(),
     }
 }
 
-fn match_pieces(pieces: &[Piece], s: &str, caps: &mut Vec<(String, String)>) -> bool {
+fn match_pieces(pieces: &[Piece], s: &str, caps: &mut Vec<(Token, String)>) -> bool {
     match pieces.split_first() {
         None => s.is_empty(),
         Some((Piece::Literal(lit), rest)) => s
@@ -831,10 +813,10 @@ fn match_pieces(pieces: &[Piece], s: &str, caps: &mut Vec<(String, String)>) -> 
         Some((Piece::Token(token), rest)) => {
             for end in (1..=s.len()).rev().filter(|e| s.is_char_boundary(*e)) {
                 let (value, tail) = s.split_at(end);
-                if !token_accepts(token, value) {
+                if !token_accepts(*token, value) {
                     continue;
                 }
-                caps.push((token.clone(), value.to_string()));
+                caps.push((*token, value.to_string()));
                 if match_pieces(rest, tail, caps) {
                     return true;
                 }
@@ -852,7 +834,8 @@ mod tests {
 
     #[test]
     fn folders_are_placed_by_the_template() {
-        let m = DirMatcher::new(hub2lake::config::DEFAULT_TEMPLATE);
+        let template = |raw: &str| PathTemplate::parse(raw).unwrap();
+        let m = DirMatcher::new(&template(hub2lake::config::DEFAULT_TEMPLATE));
         let key = m.unit_of("shop/orders/2025/01/15/10").unwrap();
         assert_eq!(key.hour, Utc.with_ymd_and_hms(2025, 1, 15, 10, 0, 0).unwrap());
         assert_eq!((key.database.as_str(), key.collection.as_str()), ("shop", "orders"));
@@ -860,7 +843,9 @@ mod tests {
         assert!(m.unit_of("shop/orders/2025/01/15/xx").is_none());
         assert!(m.unit_of("").is_none());
 
-        let m = DirMatcher::new("{eventhub}/{yyyy}{mm}{dd}-{hh}h/{partition}-{first_seq}-{last_seq}");
+        let m = DirMatcher::new(&template(
+            "{eventhub}/{yyyy}{mm}{dd}-{hh}h/{partition}-{first_seq}-{last_seq}",
+        ));
         let key = m.unit_of("hub/20250115-07h").unwrap();
         assert_eq!(key.hour, Utc.with_ymd_and_hms(2025, 1, 15, 7, 0, 0).unwrap());
         assert_eq!(key.database, "unrouted");

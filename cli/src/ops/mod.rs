@@ -18,7 +18,7 @@ pub mod verify;
 use std::path::PathBuf;
 
 use hub2lake::config::{ConfigError, LakeLocation, Settings};
-use hub2lake::lake::{Lake, LakeError};
+use hub2lake::lake::{Lake, LakeError, StorageFailure};
 
 /// Why an operator command could not do its work.
 #[derive(Debug, thiserror::Error)]
@@ -78,24 +78,14 @@ impl OpsError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Config(_) | Self::Range(_) | Self::Usage(_) => exit::USAGE,
-            Self::Lake(LakeError::Open { .. }) => exit::USAGE,
-            Self::Lake(LakeError::Storage { source, .. }) if is_refusal(source) => exit::USAGE,
+            // The lake's one classification: a lake that cannot be opened, refused
+            // credentials or permissions, an invalid path or an operation the store
+            // does not support need the operator, not a second run.
+            Self::Lake(e) if e.failure() == StorageFailure::Refused => exit::USAGE,
             Self::Sink(e) if e.is_configuration() => exit::USAGE,
             _ => exit::RUNTIME,
         }
     }
-}
-
-/// Failures an operator fixes by changing flags or credentials, not by waiting.
-// TODO(merge): the handler library's one storage-error classification.
-fn is_refusal(e: &object_store::Error) -> bool {
-    matches!(
-        e,
-        object_store::Error::PermissionDenied { .. }
-            | object_store::Error::Unauthenticated { .. }
-            | object_store::Error::InvalidPath { .. }
-            | object_store::Error::UnknownConfigurationKey { .. }
-    )
 }
 
 /// Opens the lake the operator names, with the handler's settings conventions.
@@ -165,6 +155,36 @@ mod tests {
         let (settings, lake) = open_lake(Some(&url), |_| None).unwrap();
         assert!(matches!(settings.lake, LakeLocation::Local { .. }));
         assert!(lake.description().starts_with("file://"));
+    }
+
+    #[test]
+    fn refused_storage_is_a_usage_error_and_everything_else_a_runtime_failure() {
+        let storage = |source| {
+            OpsError::Lake(LakeError::Storage {
+                path: "db/coll".into(),
+                source,
+            })
+        };
+        let denied = object_store::Error::PermissionDenied {
+            path: "db/coll".into(),
+            source: "403".into(),
+        };
+        assert_eq!(storage(denied).exit_code(), exit::USAGE);
+        let outage = object_store::Error::Generic {
+            store: "MicrosoftAzure",
+            source: "503 Service Unavailable".into(),
+        };
+        assert_eq!(storage(outage).exit_code(), exit::RUNTIME);
+        let gone = object_store::Error::NotFound {
+            path: "db/coll".into(),
+            source: "404".into(),
+        };
+        assert_eq!(storage(gone).exit_code(), exit::RUNTIME);
+        let conflict = OpsError::Lake(LakeError::Conflict {
+            path: "db/coll".into(),
+            reason: "other content".into(),
+        });
+        assert_eq!(conflict.exit_code(), exit::RUNTIME);
     }
 
     #[test]

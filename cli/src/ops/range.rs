@@ -12,7 +12,11 @@
 //! is allowed), RFC 3339 (`2025-01-15T10:30:00Z`, `2025-01-15T12:30:00+02:00`), `now`
 //! and `now-<N>h` / `now-<N>d`.
 
-use chrono::{DateTime, DurationRound, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, Utc};
+
+/// The hour truncation and the `YYYY-MM-DDTHH` display are the handler's own, so an
+/// hour the operator tools print or select is the hour folder the handler wrote.
+pub use hub2lake::time::{format_hour, hour_of};
 
 /// A `--from`/`--to` value that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,18 +105,6 @@ impl std::fmt::Display for HourRange {
             write!(f, "hours {} .. {} (UTC)", end(self.first), end(self.last))
         }
     }
-}
-
-/// `YYYY-MM-DDTHH`, the way hours are shown everywhere in the CLI.
-pub fn format_hour(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H").to_string()
-}
-
-/// The start of the hour containing `t`.
-// TODO(merge): the handler library's one hour truncation (also simulator::default_start).
-pub fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
-    // Truncating to an hour cannot fail for times chrono can represent.
-    t.duration_trunc(TimeDelta::hours(1)).unwrap_or(t)
 }
 
 fn parse_to(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, RangeError> {

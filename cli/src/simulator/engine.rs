@@ -11,6 +11,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinSet;
 
+// The schedule used when `%HUB2LAKE_SEAL_SCHEDULE%` does not resolve: the handler's own default.
+use hub2lake::config::DEFAULT_SEAL_SCHEDULE;
 use hub2lake::host::wire::{eventhub_request, timer_request, WireDataType, WirePartition, WireRetry};
 
 use super::app::{resolve_setting, RetryPolicy};
@@ -23,10 +25,6 @@ use super::{
     lock, FailureAction, FailureInfo, InvocationRecord, KillPoint, Observer, Outcome, PartitionSummary, RestartRecord,
     SealRecord, SimError, SimulationSummary, SimulatorConfig, SkippedBatch,
 };
-
-/// The schedule used when `%HUB2LAKE_SEAL_SCHEDULE%` is not set (the handler's default).
-// TODO(merge): use the handler's declared default once `hub2lake::config` exports it.
-const DEFAULT_SEAL_SCHEDULE: &str = "0 */5 * * * *";
 
 /// How long to wait for a process to be seen dead after its connection broke.
 const DEATH_GRACE: Duration = Duration::from_millis(750);

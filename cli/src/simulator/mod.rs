@@ -305,9 +305,8 @@ impl SimulatorConfig {
 /// The default start of simulated time: 40 minutes past the hour, three hours before
 /// the current hour, so a 2-hour span crosses two hour boundaries and ends in the past.
 pub fn default_start(now: DateTime<Utc>) -> DateTime<Utc> {
-    use chrono::{DurationRound, TimeDelta};
-    let hour = now.duration_trunc(TimeDelta::hours(1)).unwrap_or(now);
-    hour - TimeDelta::hours(3) + TimeDelta::minutes(40)
+    use chrono::TimeDelta;
+    hub2lake::time::hour_of(now) - TimeDelta::hours(3) + TimeDelta::minutes(40)
 }
 
 /// Runs a simulation to the end: every partition delivered and checkpointed.
