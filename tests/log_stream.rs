@@ -300,7 +300,7 @@ fn the_adx_mapping_reads_every_field_the_stream_writes() {
 /// stderr (the console logs).
 async fn console_of_one_batch(env: &[(&str, &str)]) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let port = common::free_port();
+    let port = hub2lake_testkit::free_port();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_handler"))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())

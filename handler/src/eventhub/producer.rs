@@ -303,6 +303,38 @@ pub enum Destination {
     },
 }
 
+/// Two destinations are equal when they send to the same hub the same way (the raw
+/// connection string compared as a secret, never printed).
+impl PartialEq for Destination {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (
+                Self::ConnectionString { parsed, raw, eventhub },
+                Self::ConnectionString {
+                    parsed: p2,
+                    raw: r2,
+                    eventhub: e2,
+                },
+            ) => parsed == p2 && raw.secret() == r2.secret() && eventhub == e2,
+            (
+                Self::Identity {
+                    namespace,
+                    eventhub,
+                    credential,
+                },
+                Self::Identity {
+                    namespace: n2,
+                    eventhub: e2,
+                    credential: c2,
+                },
+            ) => namespace == n2 && eventhub == e2 && credential == c2,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Destination {}
+
 impl Destination {
     /// `namespace/eventhub`, for logs and the position file.
     pub fn describe(&self) -> String {

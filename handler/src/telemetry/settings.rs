@@ -53,7 +53,7 @@ pub const LOG_SETTINGS_DOC: &[(&str, &str, &str)] = &[
 ];
 
 /// Where the Event Hub target sends and how.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventHubTarget {
     pub destination: Destination,
     /// AMQP over WebSockets (443) instead of AMQP (5671).
@@ -61,7 +61,7 @@ pub struct EventHubTarget {
 }
 
 /// The log stream's settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogStreamSettings {
     /// `None` when no target is set or `HUB2LAKE_LOG_EVENTHUB_ENABLED=false`.
     pub eventhub: Option<EventHubTarget>,
