@@ -218,7 +218,7 @@ pub fn init_service(service: &str, format: LogFormat, settings: &LogStreamSettin
     let console = settings.console_effective().then(|| {
         let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
         if json {
-            schema::ConsoleJsonLayer::new(origin.clone())
+            schema::ConsoleJsonLayer::console(origin.clone())
                 .with_filter(filter)
                 .boxed()
         } else {

@@ -234,20 +234,38 @@ pub fn render_record(
     out
 }
 
-/// Console logs in the schema (JSON on stderr, which the Functions host collects).
-pub struct ConsoleJsonLayer {
+/// Renders every event as one line of the schema and hands it to `write`: the console
+/// layer writes it to stderr, tests collect it.
+pub struct JsonLinesLayer<W> {
     origin: Origin,
+    write: W,
 }
 
-impl ConsoleJsonLayer {
-    pub fn new(origin: Origin) -> Self {
-        Self { origin }
+/// Console logs in the schema (JSON on stderr, which the Functions host collects).
+pub type ConsoleJsonLayer = JsonLinesLayer<fn(Vec<u8>)>;
+
+impl<W: Fn(Vec<u8>) + Send + Sync + 'static> JsonLinesLayer<W> {
+    pub fn new(origin: Origin, write: W) -> Self {
+        Self { origin, write }
     }
 }
 
-impl<S> Layer<S> for ConsoleJsonLayer
+impl ConsoleJsonLayer {
+    /// The console layer.
+    pub fn console(origin: Origin) -> Self {
+        JsonLinesLayer::new(origin, write_stderr)
+    }
+}
+
+fn write_stderr(line: Vec<u8>) {
+    // One write of the whole line, so concurrent lines never interleave.
+    let _ = std::io::stderr().lock().write_all(&line);
+}
+
+impl<S, W> Layer<S> for JsonLinesLayer<W>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
+    W: Fn(Vec<u8>) + Send + Sync + 'static,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         record_new_span(attrs, id, &ctx);
@@ -258,9 +276,7 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let line = render(event, &ctx, &self.origin);
-        // One write of the whole line, so concurrent lines never interleave.
-        let _ = std::io::stderr().lock().write_all(&line);
+        (self.write)(render(event, &ctx, &self.origin));
     }
 }
 
@@ -270,26 +286,6 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use tracing_subscriber::layer::SubscriberExt;
 
-    /// Renders every event into a shared buffer, like the stream layer does.
-    struct Capture {
-        origin: Origin,
-        lines: Arc<Mutex<Vec<Value>>>,
-    }
-
-    impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
-        fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-            record_new_span(attrs, id, &ctx);
-        }
-        fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
-            record_span_values(id, values, &ctx);
-        }
-        fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-            let line = render(event, &ctx, &self.origin);
-            assert!(line.ends_with(b"\n") && !line[..line.len() - 1].contains(&b'\n'));
-            self.lines.lock().unwrap().push(serde_json::from_slice(&line).unwrap());
-        }
-    }
-
     fn origin() -> Origin {
         Origin::new("handler", &|k| {
             (k == "WEBSITE_INSTANCE_ID").then(|| "inst-7".to_string())
@@ -298,10 +294,14 @@ mod tests {
 
     fn capture(f: impl FnOnce()) -> Vec<Value> {
         let lines = Arc::new(Mutex::new(Vec::new()));
-        let subscriber = tracing_subscriber::registry().with(Capture {
-            origin: origin(),
-            lines: lines.clone(),
-        });
+        let collected = lines.clone();
+        let subscriber = tracing_subscriber::registry().with(JsonLinesLayer::new(origin(), move |line: Vec<u8>| {
+            assert!(line.ends_with(b"\n") && !line[..line.len() - 1].contains(&b'\n'));
+            collected
+                .lock()
+                .unwrap()
+                .push(serde_json::from_slice::<Value>(&line).unwrap());
+        }));
         tracing::subscriber::with_default(subscriber, f);
         let out = lines.lock().unwrap().clone();
         out

@@ -232,6 +232,35 @@ impl Shutdown {
 
 /// A queue, its worker and the worker's shutdown switch.
 pub fn channel<S: EventSink>(sink: S, config: StreamConfig) -> (Queue, Worker<S>, Shutdown) {
+    let (queue, parts, shutdown) = unbound_channel(config);
+    (queue, parts.with_sink(sink), shutdown)
+}
+
+/// A worker's receiving end before its sink exists (a pipeline builds the sink on the
+/// worker's own thread).
+struct WorkerParts {
+    rx: mpsc::Receiver<Vec<u8>>,
+    config: StreamConfig,
+    stats: Arc<Stats>,
+    shutdown: watch::Receiver<Option<Duration>>,
+}
+
+impl WorkerParts {
+    fn with_sink<S: EventSink>(self, sink: S) -> Worker<S> {
+        Worker {
+            sink,
+            rx: self.rx,
+            config: self.config,
+            stats: self.stats,
+            shutdown: self.shutdown,
+            breaker: Breaker::default(),
+            sequence: 0,
+        }
+    }
+}
+
+/// A queue and its shutdown switch, with the worker's end still to be given a sink.
+fn unbound_channel(config: StreamConfig) -> (Queue, WorkerParts, Shutdown) {
     let (tx, rx) = mpsc::channel(config.queue_size.max(1));
     let (shutdown_tx, shutdown_rx) = watch::channel(None);
     let stats = Arc::new(Stats::new());
@@ -239,16 +268,13 @@ pub fn channel<S: EventSink>(sink: S, config: StreamConfig) -> (Queue, Worker<S>
         tx,
         stats: stats.clone(),
     };
-    let worker = Worker {
-        sink,
+    let parts = WorkerParts {
         rx,
         config,
         stats,
         shutdown: shutdown_rx,
-        breaker: Breaker::default(),
-        sequence: 0,
     };
-    (queue, worker, Shutdown(shutdown_tx))
+    (queue, parts, Shutdown(shutdown_tx))
 }
 
 /// Consecutive failures and, while open, when the probe is due.
@@ -531,13 +557,7 @@ where
     S: EventSink + 'static,
     F: FnOnce() -> S + Send + 'static,
 {
-    let (tx, rx) = mpsc::channel(config.queue_size.max(1));
-    let (shutdown_tx, shutdown_rx) = watch::channel(None);
-    let stats = Arc::new(Stats::new());
-    let queue = Queue {
-        tx,
-        stats: stats.clone(),
-    };
+    let (queue, parts, shutdown) = unbound_channel(config);
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name(format!("log-stream-{name}"))
@@ -550,23 +570,14 @@ where
                     return;
                 }
             };
-            let worker = Worker {
-                sink: make_sink(),
-                rx,
-                config,
-                stats,
-                shutdown: shutdown_rx,
-                breaker: Breaker::default(),
-                sequence: 0,
-            };
-            runtime.block_on(worker.run());
+            runtime.block_on(parts.with_sink(make_sink()).run());
             let _ = done_tx.send(());
         })?;
     Ok(Pipeline {
         name,
         destination,
         queue,
-        shutdown: Shutdown(shutdown_tx),
+        shutdown,
         done: Mutex::new(Some(done_rx)),
     })
 }
@@ -619,6 +630,33 @@ mod tests {
         }
     }
 
+    /// A failing target whose circuit opened on the first failed batch of 10 events.
+    async fn with_an_open_circuit() -> (Scripted, Queue, tokio::task::JoinHandle<()>, Shutdown) {
+        let sink = Scripted::default();
+        sink.fail.store(true, Ordering::SeqCst);
+        let (queue, worker, shutdown) = channel(
+            sink.clone(),
+            StreamConfig {
+                circuit_threshold: 1,
+                attempts: 1,
+                ..config()
+            },
+        );
+        let task = tokio::spawn(worker.run());
+        offer(&queue, 10);
+        settle(Duration::from_millis(10)).await;
+        assert_eq!(queue.health().state, CircuitState::Open);
+        (sink, queue, task, shutdown)
+    }
+
+    /// Batches go out only when full (or flushed): the timer is an hour away.
+    fn without_the_batch_timer() -> StreamConfig {
+        StreamConfig {
+            batch_timeout: Duration::from_secs(3600),
+            ..config()
+        }
+    }
+
     fn config() -> StreamConfig {
         StreamConfig {
             batch_size: 10,
@@ -646,13 +684,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn full_batches_go_at_once_and_the_rest_after_the_timeout() {
         let sink = Scripted::default();
-        let (queue, worker, _shutdown) = channel(
-            sink.clone(),
-            StreamConfig {
-                batch_timeout: Duration::from_secs(3600),
-                ..config()
-            },
-        );
+        let (queue, worker, _shutdown) = channel(sink.clone(), without_the_batch_timer());
         let started = Instant::now();
         let task = tokio::spawn(worker.run());
         offer(&queue, 25);
@@ -761,20 +793,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_half_open_probe_is_observable_while_it_is_in_flight() {
-        let sink = Scripted::default();
-        sink.fail.store(true, Ordering::SeqCst);
-        let (queue, worker, _shutdown) = channel(
-            sink.clone(),
-            StreamConfig {
-                circuit_threshold: 1,
-                attempts: 1,
-                ..config()
-            },
-        );
-        tokio::spawn(worker.run());
-        offer(&queue, 10);
-        settle(Duration::from_millis(10)).await;
-        assert_eq!(queue.health().state, CircuitState::Open);
+        let (sink, queue, _task, _shutdown) = with_an_open_circuit().await;
         sink.fail.store(false, Ordering::SeqCst);
         sink.hang.store(true, Ordering::SeqCst);
         offer(&queue, 10);
@@ -785,13 +804,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn shutdown_flushes_what_is_queued_without_waiting_for_the_timer() {
         let sink = Scripted::default();
-        let (queue, worker, shutdown) = channel(
-            sink.clone(),
-            StreamConfig {
-                batch_timeout: Duration::from_secs(3600),
-                ..config()
-            },
-        );
+        let (queue, worker, shutdown) = channel(sink.clone(), without_the_batch_timer());
         let task = tokio::spawn(worker.run());
         offer(&queue, 25);
         settle(Duration::from_millis(10)).await;
@@ -829,20 +842,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn with_the_circuit_open_the_flush_gives_up_at_once() {
-        let sink = Scripted::default();
-        sink.fail.store(true, Ordering::SeqCst);
-        let (queue, worker, shutdown) = channel(
-            sink.clone(),
-            StreamConfig {
-                circuit_threshold: 1,
-                attempts: 1,
-                ..config()
-            },
-        );
-        let task = tokio::spawn(worker.run());
-        offer(&queue, 10);
-        settle(Duration::from_millis(10)).await;
-        assert_eq!(queue.health().state, CircuitState::Open);
+        let (sink, queue, task, shutdown) = with_an_open_circuit().await;
         offer(&queue, 7);
         let calls = sink.calls();
         let started = Instant::now();
