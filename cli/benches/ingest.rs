@@ -172,9 +172,11 @@ fn benches(c: &mut Criterion) {
                 out.truncate(n);
                 out
             };
-            g.bench_with_input(BenchmarkId::new("raw_libdeflate_gzip_same_input", level), &raw, |b, raw| {
-                b.iter(|| libdeflate_gzip(raw))
-            });
+            g.bench_with_input(
+                BenchmarkId::new("raw_libdeflate_gzip_same_input", level),
+                &raw,
+                |b, raw| b.iter(|| libdeflate_gzip(raw)),
+            );
             report_ratio(&n, &format!("flate2 gzip {level}"), &raw, &flate2_gzip(&raw));
             report_ratio(&n, &format!("libdeflate gzip {level}"), &raw, &libdeflate_gzip(&raw));
         }
@@ -188,7 +190,12 @@ fn benches(c: &mut Criterion) {
             g.bench_with_input(BenchmarkId::new("raw_zstd_same_input", level), &raw, |b, raw| {
                 b.iter(|| zstd::bulk::compress(raw, level).unwrap())
             });
-            report_ratio(&n, &format!("zstd {level}"), &raw, &zstd::bulk::compress(&raw, level).unwrap());
+            report_ratio(
+                &n,
+                &format!("zstd {level}"),
+                &raw,
+                &zstd::bulk::compress(&raw, level).unwrap(),
+            );
         }
         let mut s = Settings::local("/tmp/hub2lake-bench-unused");
         s.compression = hub2lake::config::Compression::None;
