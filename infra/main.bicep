@@ -194,6 +194,7 @@ param sealSchedule string = '0 */5 * * * *'
 @description('Compression of lake objects.')
 @allowed([
   'gzip'
+  'zstd'
   'none'
 ])
 param compression string = 'gzip'

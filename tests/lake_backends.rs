@@ -7,9 +7,10 @@ mod common;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use hub2lake::config::Settings;
+use hub2lake::config::{Compression, Settings};
 use hub2lake::host::{EventHubBatch, Invocation};
 use hub2lake::ingest::{IngestError, Ingestor};
+use hub2lake::lake::codec::ZSTD_MAGIC;
 use hub2lake::lake::{Lake, ObjectAttributes};
 use hub2lake_testkit::azurite::Azurite;
 use object_store::ObjectStoreExt;
@@ -147,6 +148,59 @@ async fn hours_are_listed_by_prefix(b: Backend) {
     assert_eq!(receipts.len(), 2);
 }
 
+fn ingestor_with(b: &Backend, compression: Compression) -> Ingestor {
+    let mut settings = Settings::local(b._tmp.path().join("unused"));
+    settings.compression = compression;
+    Ingestor::new(Arc::new(settings), b.lake.clone())
+}
+
+/// A lake may hold both encodings (HUB2LAKE_COMPRESSION changed between batches):
+/// each object is named, stored and read back by its own encoding, and its receipt
+/// describes the stored bytes.
+async fn zstd_and_gzip_objects_round_trip_side_by_side(b: Backend) {
+    let zstd = ingestor_with(&b, Compression::Zstd { level: 3 });
+    let report = zstd.ingest(batch("eventhub-batch-string.json")).await.unwrap();
+    assert_eq!((report.records, report.objects_created), (3, 1));
+    let gzip = ingestor_with(&b, Compression::Gzip { level: 6 });
+    gzip.ingest(batch("eventhub-batch-mixed-bodies.json")).await.unwrap();
+
+    let hour: Vec<_> = b
+        .lake
+        .list("shop/orders/2025/01/15/10")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.path)
+        .collect();
+    let zst_path = "shop/orders/2025/01/15/10/3-5812-5814.jsonl.zst";
+    let gz_path = "shop/orders/2025/01/15/10/3-7001-7001.jsonl.gz";
+    assert_eq!(hour, [zst_path, gz_path]);
+
+    let zst = b.lake.get(zst_path).await.unwrap();
+    assert!(zst.starts_with(&ZSTD_MAGIC), "a zstd frame");
+    let lines = common::json_lines(&zst);
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[1]["operation_type"], "update");
+    let gz = b.lake.get(gz_path).await.unwrap();
+    assert!(gz.starts_with(&[0x1f, 0x8b]), "a gzip member");
+    assert_eq!(common::json_lines(&gz)[0]["sequence_number"], 7001);
+
+    let receipt: serde_json::Value = serde_json::from_slice(
+        &b.lake
+            .get("_receipts/mongo-changes/rust-handler/3/5812-5814.json")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(receipt["objects"][0]["path"], zst_path);
+    assert_eq!(receipt["objects"][0]["bytes"], zst.len());
+    assert_eq!(receipt["objects"][0]["sha256"], hub2lake::lake::digest_hex(&zst));
+
+    // Re-delivered under zstd: the object is found, not written again.
+    let again = zstd.ingest(batch("eventhub-batch-string.json")).await.unwrap();
+    assert_eq!((again.objects_created, again.objects_existing), (0, 1));
+}
+
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
         mod local_fs { $( #[tokio::test] async fn $name() { super::$name(super::local().await).await } )* }
@@ -159,6 +213,7 @@ on_every_backend!(
     redelivery_changes_nothing,
     foreign_object_in_the_way_is_a_conflict_not_a_success,
     hours_are_listed_by_prefix,
+    zstd_and_gzip_objects_round_trip_side_by_side,
 );
 
 #[tokio::test]
@@ -189,6 +244,31 @@ async fn azure_objects_carry_content_headers_and_lowercase_metadata() {
     let bytes = got.bytes().await.unwrap();
     assert_eq!(meta("stored_bytes"), Some(bytes.len().to_string()));
     assert_eq!(meta("sha256"), Some(hub2lake::lake::digest_hex(&bytes)));
+}
+
+#[tokio::test]
+async fn azure_zstd_objects_say_content_encoding_zstd() {
+    let az = Azurite::start().await.unwrap();
+    az.create_container("lake").await.unwrap();
+    let store = Arc::new(az.object_store_builder("lake").build().unwrap());
+    let lake = Lake::from_store(store.clone(), "", true, "azurite".into());
+    let mut settings = Settings::local("/tmp/unused");
+    settings.compression = Compression::Zstd { level: 3 };
+    Ingestor::new(Arc::new(settings), lake)
+        .ingest(batch("eventhub-batch-string.json"))
+        .await
+        .unwrap();
+    let got = store
+        .get(&"shop/orders/2025/01/15/10/3-5812-5814.jsonl.zst".into())
+        .await
+        .unwrap();
+    let encoding = got
+        .attributes
+        .get(&object_store::Attribute::ContentEncoding)
+        .map(|v| v.to_string());
+    assert_eq!(encoding.as_deref(), Some("zstd"));
+    let bytes = got.bytes().await.unwrap();
+    assert_eq!(common::json_lines(&bytes).len(), 3);
 }
 
 /// The handler process on Azurite through object_store's emulator settings.

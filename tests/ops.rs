@@ -9,10 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, DurationRound, TimeDelta, TimeZone, Utc};
-use hub2lake::config::{EventEncoding, Settings};
+use hub2lake::config::{Compression, EventEncoding, Settings};
 use hub2lake::eventhub::{EventSink, FileSink, FileSinkLine, OutEvent, SinkError, Target};
 use hub2lake::host::wire::{eventhub_request, WireDataType, WireEvent, WirePartition};
 use hub2lake::host::{EventHubBatch, Invocation, TimerInfo};
+use hub2lake::ingest::Ingestor;
 use hub2lake::lake::Lake;
 use hub2lake_cli::ops::get::{GetOptions, MergeTarget};
 use hub2lake_cli::ops::inventory::Inventory;
@@ -840,6 +841,82 @@ async fn merge_writes_each_event_once_in_order() {
             .collect();
         assert_eq!(leftovers, vec![std::ffi::OsString::from("day.jsonl")]);
     }
+}
+
+/// A lake written partly before and partly after HUB2LAKE_COMPRESSION changed from
+/// gzip to zstd: every operator command reads both kinds of object alike.
+#[tokio::test]
+async fn ls_verify_get_merge_and_replay_read_a_lake_of_gzip_and_zstd_objects() {
+    let mut t = TestLake::with(|s| s.compression = Compression::Zstd { level: 3 });
+    let mut gzip_settings = t.settings.clone();
+    gzip_settings.compression = Compression::Gzip { level: 6 };
+    let gzip_ingestor = Ingestor::new(Arc::new(gzip_settings), t.lake.clone());
+    let zstd_ingestor = std::mem::replace(&mut t.fixture.ingestor, gzip_ingestor);
+    t.ingest("0", 0..=49, hour(0)).await;
+    t.fixture.ingestor = zstd_ingestor;
+    // Re-delivered from 30 (20 copies), a second partition, and the next hour.
+    t.ingest("0", 30..=79, hour(0) + TimeDelta::minutes(1)).await;
+    t.ingest("1", 0..=19, hour(0)).await;
+    t.ingest("0", 80..=99, hour(1)).await;
+    let names: Vec<String> = t.data_files().iter().map(|p| rel(&t.root, p)).collect();
+    assert!(names.iter().any(|n| n.ends_with(".jsonl.gz")), "{names:?}");
+    assert!(names.iter().any(|n| n.ends_with(".jsonl.zst")), "{names:?}");
+
+    let inv = t.inventory().await;
+    let listing = ls::listing(&inv, "test", &HourRange::all(), None, None);
+    assert_eq!(listing.totals.records, 50 + 50 + 20 + 20);
+    assert_eq!(listing.totals.hours, 2);
+    let report = t.verify(HourRange::all()).await;
+    assert!(report.clean, "{}", report.render());
+    assert_eq!(report.checked.records_read, 140);
+
+    // get --decompress: one .jsonl per object, whatever its encoding.
+    let out = tempfile::tempdir().unwrap();
+    let mut opts = get_opts(HourRange::all(), out.path());
+    opts.decompress = true;
+    let got = get::get(&t.lake, &inv, &opts, &()).await.unwrap();
+    assert_eq!(got.fetched_objects as usize, names.len());
+    for name in &names {
+        let stored = std::fs::read(t.root.join(name)).unwrap();
+        let stem = name
+            .strip_suffix(".gz")
+            .or_else(|| name.strip_suffix(".zst"))
+            .unwrap_or(name);
+        let local = std::fs::read(out.path().join(stem)).unwrap();
+        assert_eq!(local, hub2lake::lake::codec::decode_object(&stored).unwrap(), "{name}");
+        assert!(serde_json::from_slice::<Value>(local.split(|b| *b == b'\n').next().unwrap()).is_ok());
+    }
+
+    // --merge: each event once across encodings.
+    let merged = out.path().join("merged.jsonl");
+    let mut opts = get_opts(HourRange::all(), &out.path().join("files"));
+    opts.merge = Some(MergeTarget {
+        path: merged.clone(),
+        dedup_by: DedupBy::Seq,
+        memory_budget: 1 << 20,
+    });
+    let m = get::get(&t.lake, &inv, &opts, &()).await.unwrap().merge.unwrap();
+    assert_eq!((m.records_in, m.records_out, m.duplicates_dropped), (140, 120, 20));
+
+    // replay: every event sent once.
+    let sink = FileSink::new(out.path().join("sent")).unwrap();
+    let opts = replay_opts(HourRange::all(), 1 << 20, None, out.path());
+    let report = replay::replay(&t.lake, &inv, &opts, &sink, &()).await.unwrap();
+    assert_eq!((report.events_sent, report.duplicates_dropped), (120, 20));
+
+    // A zstd object cut short is named as corrupt.
+    let zst = names.iter().find(|n| n.ends_with(".jsonl.zst")).unwrap();
+    let bytes = std::fs::read(t.root.join(zst)).unwrap();
+    std::fs::write(t.root.join(zst), &bytes[..bytes.len() / 2]).unwrap();
+    let report = t.verify(HourRange::all()).await;
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| matches!(f, Finding::Corrupt { path, .. } if path == zst)),
+        "{}",
+        report.render()
+    );
 }
 
 /// Reads what a [`FileSink`] wrote for one partition.

@@ -1,7 +1,8 @@
 //! Micro benchmarks of the handler's CPU path on realistic change-stream batches:
-//! decode (host request → typed batch), encode (batch → JSON Lines → gzip) at gzip
-//! levels 1 and 6 beside raw flate2 on the same bytes, and object naming; on two
-//! data sets (see [`DataSet`]).
+//! decode (host request → typed batch), encode (batch → JSON Lines → gzip or zstd) at
+//! gzip levels 1 and 6 and zstd levels 1 and 3 beside the raw compressors on the same
+//! bytes (flate2/zlib-rs and libdeflate for gzip, libzstd for zstd; ratios printed to
+//! stderr), and object naming; on two data sets (see [`DataSet`]).
 //!
 //! `cargo bench --bench ingest` (see BENCHMARKS.md).
 
@@ -118,6 +119,17 @@ fn jsonl(batch: &EventHubBatch) -> Vec<u8> {
         .collect()
 }
 
+/// Prints the compression ratio of one compressor on one data set (criterion reports
+/// only time), so BENCHMARKS.md can show speed and size side by side.
+fn report_ratio(data: &str, compressor: &str, raw: &[u8], compressed: &[u8]) {
+    eprintln!(
+        "ratio {data} {compressor}: {} -> {} bytes, {:.2}x",
+        raw.len(),
+        compressed.len(),
+        raw.len() as f64 / compressed.len() as f64
+    );
+}
+
 fn benches(c: &mut Criterion) {
     for (data, n) in [
         (DataSet::Templated, 100usize),
@@ -143,16 +155,47 @@ fn benches(c: &mut Criterion) {
                 b.iter(|| prepare_batch(s, &batch, Utc::now()).unwrap())
             });
             let raw = jsonl(&batch);
+            let flate2_gzip = |raw: &[u8]| {
+                let mut enc =
+                    flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 4), flate2::Compression::new(level));
+                enc.write_all(raw).unwrap();
+                enc.finish().unwrap()
+            };
             g.bench_with_input(BenchmarkId::new("raw_flate2_gzip_same_input", level), &raw, |b, raw| {
-                b.iter(|| {
-                    let mut enc = flate2::write::GzEncoder::new(
-                        Vec::with_capacity(raw.len() / 4),
-                        flate2::Compression::new(level),
-                    );
-                    enc.write_all(raw).unwrap();
-                    enc.finish().unwrap()
-                })
+                b.iter(|| flate2_gzip(raw))
             });
+            // libdeflate compresses a whole buffer at once (one gzip member, as flate2's).
+            let libdeflate_gzip = |raw: &[u8]| {
+                let mut c = libdeflater::Compressor::new(libdeflater::CompressionLvl::new(level as i32).unwrap());
+                let mut out = vec![0; c.gzip_compress_bound(raw.len())];
+                let n = c.gzip_compress(raw, &mut out).unwrap();
+                out.truncate(n);
+                out
+            };
+            g.bench_with_input(
+                BenchmarkId::new("raw_libdeflate_gzip_same_input", level),
+                &raw,
+                |b, raw| b.iter(|| libdeflate_gzip(raw)),
+            );
+            report_ratio(&n, &format!("flate2 gzip {level}"), &raw, &flate2_gzip(&raw));
+            report_ratio(&n, &format!("libdeflate gzip {level}"), &raw, &libdeflate_gzip(&raw));
+        }
+        for level in [1i32, 3] {
+            let mut s = Settings::local("/tmp/hub2lake-bench-unused");
+            s.compression = hub2lake::config::Compression::Zstd { level };
+            g.bench_with_input(BenchmarkId::new("records_jsonl_zstd", level), &s, |b, s| {
+                b.iter(|| prepare_batch(s, &batch, Utc::now()).unwrap())
+            });
+            let raw = jsonl(&batch);
+            g.bench_with_input(BenchmarkId::new("raw_zstd_same_input", level), &raw, |b, raw| {
+                b.iter(|| zstd::bulk::compress(raw, level).unwrap())
+            });
+            report_ratio(
+                &n,
+                &format!("zstd {level}"),
+                &raw,
+                &zstd::bulk::compress(&raw, level).unwrap(),
+            );
         }
         let mut s = Settings::local("/tmp/hub2lake-bench-unused");
         s.compression = hub2lake::config::Compression::None;

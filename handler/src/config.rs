@@ -185,16 +185,24 @@ fn clean_prefix(path: &str) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
     None,
-    Gzip { level: u32 },
+    Gzip {
+        level: u32,
+    },
+    /// Zstandard (`.jsonl.zst`, `Content-Encoding: zstd`), level 1 to 22.
+    Zstd {
+        level: i32,
+    },
 }
 
 impl Compression {
     /// File extension of data objects, without the leading dot.
     pub fn extension(self) -> &'static str {
-        match self {
-            Self::None => "jsonl",
-            Self::Gzip { .. } => "jsonl.gz",
-        }
+        self.encoding().extension()
+    }
+
+    /// The `Content-Encoding` of data objects (none when uncompressed).
+    pub fn content_encoding(self) -> Option<&'static str> {
+        self.encoding().content_encoding()
     }
 }
 
@@ -267,8 +275,9 @@ pub struct Settings {
 pub const SETTINGS_DOC: &[(&str, &str, &str)] = &[
     ("HUB2LAKE_LAKE_URL", "(required)", "where the lake is: file:///abs/dir, az://<container>[/path], https://<account>.blob.core.windows.net/<container>[/path], abfss://<container>@<account>.dfs.core.windows.net[/path]"),
     ("HUB2LAKE_PATH_TEMPLATE", defaults::PATH_TEMPLATE, "object path under the lake; tokens {database} {collection} {operation} {eventhub} {partition} {yyyy} {mm} {dd} {hh} {first_seq} {last_seq}; must hold {partition}, {first_seq} and {last_seq}; the extension is added"),
-    ("HUB2LAKE_COMPRESSION", defaults::COMPRESSION, "gzip or none"),
+    ("HUB2LAKE_COMPRESSION", defaults::COMPRESSION, "gzip (.jsonl.gz), zstd (.jsonl.zst) or none (.jsonl)"),
     ("HUB2LAKE_GZIP_LEVEL", defaults::GZIP_LEVEL, "1 (fastest) to 9 (smallest)"),
+    ("HUB2LAKE_ZSTD_LEVEL", defaults::ZSTD_LEVEL, "1 (fastest) to 22 (smallest), when HUB2LAKE_COMPRESSION=zstd"),
     ("HUB2LAKE_TIME_SOURCE", defaults::TIME_SOURCE, "which time picks the hour folder: enqueued, processed or cluster_time"),
     ("HUB2LAKE_EVENT_ENCODING", defaults::EVENT_ENCODING, "how bodies arrive: string (function.json dataType string), binary (base64) or auto"),
     ("HUB2LAKE_ROUTE_DATABASE_POINTER", "(unset)", "JSON pointer (e.g. /source/db) giving {database} for events that are not MongoDB change events"),
@@ -299,6 +308,7 @@ pub mod defaults {
     pub const PATH_TEMPLATE: &str = "{database}/{collection}/{yyyy}/{mm}/{dd}/{hh}/{partition}-{first_seq}-{last_seq}";
     pub const COMPRESSION: &str = "gzip";
     pub const GZIP_LEVEL: &str = "6";
+    pub const ZSTD_LEVEL: &str = "3";
     pub const TIME_SOURCE: &str = "enqueued";
     pub const EVENT_ENCODING: &str = "auto";
     /// 2 GiB: a batch of 1000 events of 1 MB each fits.
@@ -341,14 +351,24 @@ impl Settings {
         let path_template = PathTemplate::parse(&template_raw)
             .map_err(|problem| ConfigError::new("HUB2LAKE_PATH_TEMPLATE", &template_raw, problem))?;
         let level = lookup.number("HUB2LAKE_GZIP_LEVEL", defaults::GZIP_LEVEL, 1..=9)?;
+        let zstd_level = lookup.number("HUB2LAKE_ZSTD_LEVEL", defaults::ZSTD_LEVEL, 1..=22)?;
         let compression = match lookup
             .or("HUB2LAKE_COMPRESSION", defaults::COMPRESSION)
             .to_ascii_lowercase()
             .as_str()
         {
             "gzip" | "gz" => Compression::Gzip { level: level as u32 },
+            "zstd" | "zst" => Compression::Zstd {
+                level: zstd_level as i32,
+            },
             "none" | "off" => Compression::None,
-            other => return Err(ConfigError::new("HUB2LAKE_COMPRESSION", other, "allowed: gzip, none")),
+            other => {
+                return Err(ConfigError::new(
+                    "HUB2LAKE_COMPRESSION",
+                    other,
+                    "allowed: gzip, zstd, none",
+                ))
+            }
         };
         let time_source = lookup.choice(
             "HUB2LAKE_TIME_SOURCE",
@@ -604,11 +624,31 @@ mod tests {
 
     #[test]
     fn choices_list_what_is_allowed() {
-        let err = settings(&[("HUB2LAKE_LAKE_URL", "file:///tmp/l"), ("HUB2LAKE_COMPRESSION", "zstd")]).unwrap_err();
+        let err = settings(&[
+            ("HUB2LAKE_LAKE_URL", "file:///tmp/l"),
+            ("HUB2LAKE_COMPRESSION", "brotli"),
+        ])
+        .unwrap_err();
         assert_eq!(err.setting, "HUB2LAKE_COMPRESSION");
-        assert!(err.problem.contains("gzip"));
+        assert!(err.problem.contains("gzip, zstd, none"), "{err}");
         let err = settings(&[("HUB2LAKE_LAKE_URL", "file:///tmp/l"), ("HUB2LAKE_TIME_SOURCE", "wall")]).unwrap_err();
         assert!(err.problem.contains("enqueued, processed, cluster_time"), "{err}");
+    }
+
+    #[test]
+    fn zstd_takes_its_own_level_from_1_to_22() {
+        let lake = ("HUB2LAKE_LAKE_URL", "file:///tmp/l");
+        let s = settings(&[lake, ("HUB2LAKE_COMPRESSION", "zstd")]).unwrap();
+        assert_eq!(s.compression, Compression::Zstd { level: 3 });
+        assert_eq!(s.compression.extension(), "jsonl.zst");
+        assert_eq!(s.compression.content_encoding(), Some("zstd"));
+        let s = settings(&[lake, ("HUB2LAKE_COMPRESSION", "ZSTD"), ("HUB2LAKE_ZSTD_LEVEL", "19")]).unwrap();
+        assert_eq!(s.compression, Compression::Zstd { level: 19 });
+        for bad in ["0", "23", "-1", "fast"] {
+            let err = settings(&[lake, ("HUB2LAKE_COMPRESSION", "zstd"), ("HUB2LAKE_ZSTD_LEVEL", bad)]).unwrap_err();
+            assert_eq!(err.setting, "HUB2LAKE_ZSTD_LEVEL", "{bad}");
+            assert!(err.problem.contains("from 1 to 22"), "{err}");
+        }
     }
 
     #[test]

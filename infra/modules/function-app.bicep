@@ -90,6 +90,7 @@ param sealSchedule string = '0 */5 * * * *'
 
 @allowed([
   'gzip'
+  'zstd'
   'none'
 ])
 param compression string = 'gzip'

@@ -1,7 +1,6 @@
 //! Shared test support: the real `handler` binary on a free port over a real socket.
 #![allow(dead_code)]
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
@@ -141,14 +140,9 @@ pub fn data_records(root: &Path) -> Vec<(String, Vec<serde_json::Value>)> {
 
 /// Decodes a (possibly gzip) JSON Lines object, asserting every line parses.
 pub fn json_lines(bytes: &[u8]) -> Vec<serde_json::Value> {
-    let mut text = String::new();
-    if bytes.starts_with(&[0x1f, 0x8b]) {
-        flate2::read::MultiGzDecoder::new(bytes)
-            .read_to_string(&mut text)
-            .unwrap();
-    } else {
-        text = String::from_utf8(bytes.to_vec()).unwrap();
-    }
+    // gzip, zstd or plain, as the first bytes say.
+    let decoded = hub2lake::lake::codec::decode_object(bytes).expect("the object decompresses");
+    let text = String::from_utf8(decoded).expect("JSON Lines are UTF-8");
     assert!(text.is_empty() || text.ends_with('\n'), "JSON Lines end with a newline");
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("line is not JSON ({e}): {l}")))

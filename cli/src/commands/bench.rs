@@ -28,6 +28,9 @@ pub struct BenchArgs {
     /// gzip level, or 0 for uncompressed output.
     #[arg(long, default_value_t = 6)]
     pub gzip_level: u32,
+    /// Write zstd (`.jsonl.zst`) at this level (1-22) instead of gzip.
+    #[arg(long, value_name = "LEVEL", conflicts_with = "gzip_level", value_parser = clap::value_parser!(u32).range(1..=22))]
+    pub zstd_level: Option<u32>,
     /// Extra app settings for the handler, KEY=VALUE (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -54,7 +57,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         ("HUB2LAKE_LAKE_URL".to_string(), lake.clone()),
         ("HUB2LAKE_LOG_FORMAT".to_string(), "text".to_string()),
     ]);
-    if args.gzip_level == 0 {
+    if let Some(level) = args.zstd_level {
+        settings.insert("HUB2LAKE_COMPRESSION".into(), "zstd".into());
+        settings.insert("HUB2LAKE_ZSTD_LEVEL".into(), level.to_string());
+    } else if args.gzip_level == 0 {
         settings.insert("HUB2LAKE_COMPRESSION".into(), "none".into());
     } else {
         settings.insert("HUB2LAKE_GZIP_LEVEL".into(), args.gzip_level.to_string());

@@ -37,6 +37,10 @@ pub struct DemoArgs {
     /// No progress bars.
     #[arg(long)]
     pub no_progress: bool,
+    /// How the lake's objects are compressed (HUB2LAKE_COMPRESSION): gzip (.jsonl.gz) or
+    /// zstd (.jsonl.zst).
+    #[arg(long, default_value = "gzip", value_parser = ["gzip", "zstd"])]
+    pub compression: String,
 }
 
 pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
@@ -49,6 +53,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         "EVENTHUB_NAME=mongo-changes".to_string(),
         "EVENTHUB_CONSUMER_GROUP=hub2lake".to_string(),
         "FUNCTIONS_WORKER_RUNTIME=custom".to_string(),
+        format!("HUB2LAKE_COMPRESSION={}", args.compression),
     ];
     // The demo's app settings name no schedule; give the seal timer the handler's default.
     if std::env::var_os("HUB2LAKE_SEAL_SCHEDULE").is_none() {
@@ -93,7 +98,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     println!("\nWhat happened");
     println!("-------------");
     println!("{summary}");
-    print_next_steps(&lake, &summary);
+    print_next_steps(&lake, &summary, &args.compression);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -139,8 +144,12 @@ fn shown(path: &Path) -> String {
         .to_string()
 }
 
-fn print_next_steps(lake: &Path, summary: &crate::simulator::SimulationSummary) {
+fn print_next_steps(lake: &Path, summary: &crate::simulator::SimulationSummary, compression: &str) {
     let root = shown(lake);
+    let (extension, cat, duckdb_option) = match compression {
+        "zstd" => ("jsonl.zst", "zstdcat", ", compression='zstd'"),
+        _ => ("jsonl.gz", "zcat", ""),
+    };
     println!("What to open next");
     println!("-----------------");
     let dirs = summary
@@ -153,8 +162,8 @@ fn print_next_steps(lake: &Path, summary: &crate::simulator::SimulationSummary) 
         .find(|d| d.path.starts_with("shop/orders/"))
         .or_else(|| dirs.iter().find(|d| !d.path.starts_with('_') && !d.names.is_empty()));
     if let Some(d) = data_dir {
-        println!("  one hour of shop.orders, one JSON record per line (gzip):");
-        println!("    zcat {root}/{}/*.jsonl.gz | head -n 2", d.path);
+        println!("  one hour of shop.orders, one JSON record per line ({compression}):");
+        println!("    {cat} {root}/{}/*.{extension} | head -n 2", d.path);
     }
     if let Some(r) = dirs.iter().find(|d| d.path.starts_with("_receipts/")) {
         if let Some(name) = r.names.first() {
@@ -164,7 +173,7 @@ fn print_next_steps(lake: &Path, summary: &crate::simulator::SimulationSummary) 
     }
     println!("  query everything with DuckDB:");
     println!(
-        "    duckdb -c \"select operation_type, count(*) from read_json_auto('{root}/*/*/*/*/*/*/*.jsonl.gz') group by 1 order by 2 desc\""
+        "    duckdb -c \"select operation_type, count(*) from read_json_auto('{root}/*/*/*/*/*/*/*.{extension}'{duckdb_option}) group by 1 order by 2 desc\""
     );
     println!("  crash the handler mid-batch and check nothing is lost:");
     println!("    hub2lake demo --kill-at 1:0");

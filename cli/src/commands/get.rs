@@ -38,7 +38,7 @@ pub struct GetArgs {
     /// Destination folder (created); the lake's folder structure is kept below it.
     #[arg(long, visible_alias = "to-dir", value_name = "DIR")]
     pub out: PathBuf,
-    /// Write .jsonl instead of .jsonl.gz.
+    /// Write .jsonl instead of .jsonl.gz / .jsonl.zst.
     #[arg(long)]
     pub decompress: bool,
     /// Only sealed hours: their _manifest.json and the objects it lists.

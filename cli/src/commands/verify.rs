@@ -14,7 +14,7 @@ pub(super) fn help() -> String {
         hub2lake verify --from now-24h --json > verify.json || echo \"lake has problems\"\n\n\
         Findings (each fails the check): gap (partition, first..last missing sequence number, the hours around it), \
         missing object, size or record count different from the receipt/manifest, content outside the recorded \
-        partition/range, corrupt gzip or JSON (with the line), orphan object, unreadable receipt or manifest, \
+        partition/range, corrupt gzip/zstd or JSON (with the line), orphan object, unreadable receipt or manifest, \
         duplicates in a sealed hour beyond what its manifest declares. Duplicates in unsealed hours (re-deliveries) \
         are counted, not failed.\n\
         Warnings (printed as WARN, exit code stays 0): an object no receipt names that the seal kept in a sealed \

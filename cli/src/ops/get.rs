@@ -27,7 +27,7 @@ pub struct GetOptions {
     pub database: Option<String>,
     pub collection: Option<String>,
     pub out_dir: PathBuf,
-    /// Write `.jsonl` files instead of `.jsonl.gz`.
+    /// Write `.jsonl` files instead of `.jsonl.gz` / `.jsonl.zst`.
     pub decompress: bool,
     /// Only sealed hours: their manifest and the objects it lists.
     pub sealed_only: bool,
@@ -196,7 +196,8 @@ impl Plan {
             });
         }
         let full = out_dir.join(rel);
-        let (dest, marker) = match object.path.strip_suffix(".gz") {
+        let compressed_suffix = [".gz", ".zst"].into_iter().find(|s| object.path.ends_with(s));
+        let (dest, marker) = match compressed_suffix.and_then(|s| object.path.strip_suffix(s)) {
             Some(stripped) if decompress => {
                 let dest = out_dir.join(stripped);
                 let name = dest
@@ -309,8 +310,10 @@ fn write_file(plan: &Plan, bytes: &[u8]) -> Result<(), OpsError> {
     match &plan.marker {
         None => w.write_all(bytes).map_err(OpsError::io(&tmp))?,
         Some(_) => {
-            let mut decoder = flate2::read::MultiGzDecoder::new(bytes);
-            std::io::copy(&mut decoder, &mut w).map_err(|e| OpsError::Corrupt {
+            // gzip or zstd, as the object's first bytes say.
+            let decoded = hub2lake::lake::codec::decoding_reader(bytes)
+                .and_then(|mut decoder| std::io::copy(&mut decoder, &mut w));
+            decoded.map_err(|e| OpsError::Corrupt {
                 path: plan.object.path.clone(),
                 reason: format!("does not decompress: {e}"),
             })?;
@@ -330,7 +333,7 @@ fn write_file(plan: &Plan, bytes: &[u8]) -> Result<(), OpsError> {
     Ok(())
 }
 
-/// Sorts and de-duplicates local JSON Lines files (plain or gzip) into one file.
+/// Sorts and de-duplicates local JSON Lines files (plain, gzip or zstd) into one file.
 pub fn merge_files(inputs: &[PathBuf], target: &MergeTarget) -> Result<MergeReport, OpsError> {
     let temp_dir = target
         .path

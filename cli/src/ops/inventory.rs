@@ -386,7 +386,7 @@ fn classify(path: &str) -> Listed {
         Listed::Manifest
     } else if name == RECHECK_NAME {
         Listed::Marker
-    } else if name.ends_with(".jsonl") || name.ends_with(".jsonl.gz") {
+    } else if hub2lake::lake::codec::is_data_name(name) {
         Listed::Data
     } else {
         Listed::Foreign
@@ -857,6 +857,7 @@ mod tests {
         assert!(matches!(classify("a/b/2025/01/15/10/_manifest.json"), Listed::Manifest));
         assert!(matches!(classify("a/b/2025/01/15/10/_recheck"), Listed::Marker));
         assert!(matches!(classify("a/b/2025/01/15/10/0-1-2.jsonl.gz"), Listed::Data));
+        assert!(matches!(classify("a/b/2025/01/15/10/0-1-2.jsonl.zst"), Listed::Data));
         assert!(matches!(
             classify("_deadletter/2025/01/15/10/0-1-2.jsonl"),
             Listed::DeadLetter

@@ -112,7 +112,7 @@ impl Sorter {
         }
     }
 
-    /// Adds every record of a (possibly gzip) JSON Lines stream; `source` names it in errors.
+    /// Adds every record of a (possibly gzip or zstd) JSON Lines stream; `source` names it in errors.
     pub fn push_reader(&mut self, reader: impl Read, source: &str) -> Result<u64, OpsError> {
         let mut added = 0u64;
         let mut spill_needed = false;

@@ -191,7 +191,7 @@ mod tests {
     fn other_settings_come_from_the_environment() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("file://{}", dir.path().display());
-        let e = open_lake(Some(&url), |k| (k == "HUB2LAKE_COMPRESSION").then(|| "zstd".into())).unwrap_err();
+        let e = open_lake(Some(&url), |k| (k == "HUB2LAKE_COMPRESSION").then(|| "brotli".into())).unwrap_err();
         assert!(e.to_string().contains("HUB2LAKE_COMPRESSION"), "{e}");
         assert_eq!(e.exit_code(), exit::USAGE);
     }

@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 
+use hub2lake::lake::codec::ObjectEncoding;
 use serde::Deserialize;
 
 /// Why an object is not valid JSON Lines.
@@ -66,17 +67,20 @@ pub struct ObjectScan {
     pub partitions: BTreeMap<String, PartitionRuns>,
 }
 
-/// Decodes `reader` (gzip when it starts with the gzip magic) as a stream of lines.
+/// Decodes `reader` as a stream of lines: gzip or zstd when it starts with that
+/// format's magic number, plain otherwise. So one lake may hold both kinds.
 pub fn lines_of<'a, R: Read + 'a>(reader: R) -> std::io::Result<Box<dyn BufRead + 'a>> {
     let mut buffered = BufReader::with_capacity(64 * 1024, reader);
-    let gzip = buffered.fill_buf()?.starts_with(&[0x1f, 0x8b]);
-    Ok(if gzip {
-        Box::new(BufReader::with_capacity(
+    Ok(match ObjectEncoding::sniff(buffered.fill_buf()?) {
+        ObjectEncoding::Plain => Box::new(buffered),
+        ObjectEncoding::Gzip => Box::new(BufReader::with_capacity(
             64 * 1024,
-            flate2::read::MultiGzDecoder::new(buffered),
-        ))
-    } else {
-        Box::new(buffered)
+            flate2::bufread::MultiGzDecoder::new(buffered),
+        )),
+        ObjectEncoding::Zstd => Box::new(BufReader::with_capacity(
+            64 * 1024,
+            zstd::stream::read::Decoder::with_buffer(buffered)?,
+        )),
     })
 }
 
@@ -211,9 +215,10 @@ mod tests {
     }
 
     #[test]
-    fn scans_plain_and_gzip_objects_alike() {
+    fn scans_plain_gzip_and_zstd_objects_alike() {
         let text: String = (5..=9).map(|s| line("0", s)).chain([line("1", 3)]).collect();
-        for bytes in [text.as_bytes().to_vec(), gzip(text.as_bytes())] {
+        let zstd = zstd::encode_all(text.as_bytes(), 3).unwrap();
+        for bytes in [text.as_bytes().to_vec(), gzip(text.as_bytes()), zstd] {
             let scan = scan(&bytes[..]).unwrap();
             assert_eq!(scan.records, 6);
             assert_eq!(scan.uncompressed_bytes, text.len() as u64);
@@ -228,6 +233,12 @@ mod tests {
         let text: String = (0..2000).map(|s| line("0", s)).collect();
         let gz = gzip(text.as_bytes());
         let e = scan(&gz[..gz.len() / 2]).unwrap_err();
+        assert!(
+            e.reason.contains("damaged or cut short") || e.reason.contains("no newline"),
+            "{e}"
+        );
+        let zst = zstd::encode_all(text.as_bytes(), 3).unwrap();
+        let e = scan(&zst[..zst.len() - 4]).unwrap_err();
         assert!(
             e.reason.contains("damaged or cut short") || e.reason.contains("no newline"),
             "{e}"

@@ -185,7 +185,7 @@ fn finish(shape: Shape, encoded: EncodedObject, sequence_numbers: Vec<i64>, part
     };
     let attrs = ObjectAttributes {
         content_type: "application/x-ndjson",
-        content_encoding: matches!(shape.compression, Compression::Gzip { .. }).then_some("gzip"),
+        content_encoding: shape.compression.content_encoding(),
         metadata: vec![
             ("record_count", entry.records.to_string()),
             ("first_sequence_number", first.to_string()),

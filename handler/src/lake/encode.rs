@@ -1,30 +1,24 @@
-//! JSON Lines encoding, gzip-compressed while writing (never appended to later).
+//! JSON Lines encoding, compressed while writing (never appended to later).
 
-use std::io::Write;
-
-use flate2::write::GzEncoder;
-
+pub use super::codec::decode_object;
+use super::codec::CompressingWriter;
 use crate::config::Compression;
 
 /// Streams JSON lines into an in-memory object, compressing as it goes.
 ///
 /// Lines are written straight into a staging buffer (the object itself when
 /// uncompressed) and handed to the compressor in chunks of [`GZIP_CHUNK_BYTES`]:
-/// one deflate call per ~1 KB line costs ~5 % of the encoder's time in call overhead.
+/// one compressor call per ~1 KB line costs ~5 % of the encoder's time in call overhead.
 pub struct JsonLinesEncoder {
-    sink: Sink,
+    /// `None` when uncompressed: the staged lines are the object.
+    sink: Option<CompressingWriter>,
     /// Uncompressed lines not yet given to the compressor (the object when plain).
     staged: Vec<u8>,
     records: u64,
     uncompressed_bytes: u64,
 }
 
-enum Sink {
-    Plain,
-    Gzip(Box<GzEncoder<Vec<u8>>>),
-}
-
-/// Uncompressed bytes collected before each deflate call.
+/// Uncompressed bytes collected before each compressor call (gzip or zstd).
 pub const GZIP_CHUNK_BYTES: usize = 64 * 1024;
 
 /// A finished object.
@@ -39,13 +33,10 @@ impl JsonLinesEncoder {
     /// `size_hint` is the expected uncompressed size, to size the buffer once.
     pub fn new(compression: Compression, size_hint: usize) -> Self {
         let (sink, staged) = match compression {
-            Compression::None => (Sink::Plain, Vec::with_capacity(size_hint)),
+            Compression::None => (None, Vec::with_capacity(size_hint)),
             // Compressed JSON is typically 5-10x smaller; start with a fraction.
-            Compression::Gzip { level } => (
-                Sink::Gzip(Box::new(GzEncoder::new(
-                    Vec::with_capacity(size_hint / 8 + 64),
-                    flate2::Compression::new(level),
-                ))),
+            Compression::Gzip { .. } | Compression::Zstd { .. } => (
+                Some(CompressingWriter::new(compression, size_hint / 8 + 64)),
                 Vec::with_capacity(size_hint.min(GZIP_CHUNK_BYTES) + 4096),
             ),
         };
@@ -70,9 +61,8 @@ impl JsonLinesEncoder {
     }
 
     fn compress_staged(&mut self) {
-        if let Sink::Gzip(g) = &mut self.sink {
-            // Writing into a Vec through the compressor cannot fail.
-            let _ = g.write_all(&self.staged);
+        if let Some(sink) = &mut self.sink {
+            sink.write(&self.staged);
             self.staged.clear();
         }
     }
@@ -84,26 +74,14 @@ impl JsonLinesEncoder {
     pub fn finish(mut self) -> EncodedObject {
         self.compress_staged();
         let bytes = match self.sink {
-            Sink::Plain => self.staged,
-            Sink::Gzip(g) => g.finish().unwrap_or_default(),
+            None => self.staged,
+            Some(sink) => sink.finish(),
         };
         EncodedObject {
             bytes,
             records: self.records,
             uncompressed_bytes: self.uncompressed_bytes,
         }
-    }
-}
-
-/// Decompresses an object if it is gzip (by magic bytes), for read-back checks.
-pub fn decode_object(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
-    if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(bytes.len() * 4);
-        let mut decoder = flate2::read::MultiGzDecoder::new(bytes);
-        std::io::Read::read_to_end(&mut decoder, &mut out)?;
-        Ok(out)
-    } else {
-        Ok(bytes.to_vec())
     }
 }
 
@@ -161,6 +139,9 @@ mod tests {
             Compression::None,
             Compression::Gzip { level: 1 },
             Compression::Gzip { level: 9 },
+            Compression::Zstd { level: 1 },
+            Compression::Zstd { level: 3 },
+            Compression::Zstd { level: 19 },
         ] {
             let mut enc = JsonLinesEncoder::new(compression, 1000);
             for l in &lines {
@@ -190,8 +171,9 @@ mod tests {
         }
 
         #[test]
-        fn any_lines_round_trip_through_gzip(lines in proptest::collection::vec("[^\n]{0,40}", 0..20), level in 1u32..=9) {
-            let mut enc = JsonLinesEncoder::new(Compression::Gzip { level }, 0);
+        fn any_lines_round_trip_through_gzip_and_zstd(lines in proptest::collection::vec("[^\n]{0,40}", 0..20), level in 1u32..=9, zstd in any::<bool>()) {
+            let compression = if zstd { Compression::Zstd { level: level as i32 * 2 } } else { Compression::Gzip { level } };
+            let mut enc = JsonLinesEncoder::new(compression, 0);
             for l in &lines { enc.push_line(l.as_bytes()); }
             let obj = enc.finish();
             let text = String::from_utf8(decode_object(&obj.bytes).unwrap()).unwrap();

@@ -5,6 +5,7 @@
 //! Everything written goes through [`Lake::put_new`]: create-only, so a re-delivered
 //! batch finds its objects already there instead of overwriting or duplicating them.
 
+pub mod codec;
 mod digest;
 pub mod encode;
 pub mod layout;

@@ -14,16 +14,16 @@
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, Read};
 
 use bytes::{Buf, Bytes};
-use flate2::write::GzEncoder;
 use serde::Deserialize;
 
 use super::completeness::partition_cmp;
 use super::error::SealError;
 use super::manifest::{part_path, ManifestObject, PartitionSummary};
 use crate::config::Compression;
+use crate::lake::codec::{decoding_reader, CompressingWriter};
 use crate::lake::{digest_hex, ObjectAttributes};
 
 /// The order of records: partition (numerically), then sequence number.
@@ -207,14 +207,10 @@ impl Cursor {
                 format!("SHA-256 is {sha}, its receipt or manifest says {}", src.sha256),
             ));
         }
-        let reader: Box<dyn BufRead + Send> = if bytes.starts_with(&[0x1f, 0x8b]) {
-            Box::new(BufReader::with_capacity(
-                64 << 10,
-                flate2::read::MultiGzDecoder::new(bytes.reader()),
-            ))
-        } else {
-            Box::new(bytes.reader())
-        };
+        // Either encoding (and plain) as the object's first bytes say: an hour may
+        // hold objects written before HUB2LAKE_COMPRESSION changed.
+        let reader = decoding_reader(bytes.reader())
+            .map_err(|e| corrupt(&src.path, format!("cannot start decompressing: {e}")))?;
         let mut cursor = Self {
             reader,
             line: Vec::with_capacity(1024),
@@ -315,27 +311,16 @@ impl Cursor {
 
 /// A compacted object being built, compressed as it grows.
 struct PartEncoder {
-    sink: Sink,
+    sink: CompressingWriter,
     /// Uncompressed bytes written since the compressor last emitted everything.
     pending: u64,
     flush_every: u64,
 }
 
-enum Sink {
-    Plain(Vec<u8>),
-    Gzip(Box<GzEncoder<Vec<u8>>>),
-}
-
 impl PartEncoder {
     fn new(compression: Compression, target_bytes: u64) -> Self {
-        let sink = match compression {
-            Compression::None => Sink::Plain(Vec::new()),
-            Compression::Gzip { level } => {
-                Sink::Gzip(Box::new(GzEncoder::new(Vec::new(), flate2::Compression::new(level))))
-            }
-        };
         Self {
-            sink,
+            sink: CompressingWriter::new(compression, 0),
             pending: 0,
             // The compressor holds back a block of input (tens of KiB) before it emits
             // anything, so the stored size lags. A sync flush every so often (a few
@@ -345,35 +330,24 @@ impl PartEncoder {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        // Writing into a Vec (directly or through the compressor) cannot fail.
-        let _ = match &mut self.sink {
-            Sink::Plain(v) => v.write_all(bytes),
-            Sink::Gzip(g) => {
-                self.pending += bytes.len() as u64;
-                g.write_all(bytes)
-            }
-        };
+        self.sink.write(bytes);
+        if self.sink.is_plain() {
+            return;
+        }
+        self.pending += bytes.len() as u64;
         if self.pending >= self.flush_every {
-            if let Sink::Gzip(g) = &mut self.sink {
-                let _ = g.flush();
-            }
+            self.sink.flush();
             self.pending = 0;
         }
     }
 
     /// Stored bytes so far (the compressor may hold up to `flush_every` more input).
     fn stored_len(&self) -> u64 {
-        match &self.sink {
-            Sink::Plain(v) => v.len() as u64,
-            Sink::Gzip(g) => g.get_ref().len() as u64,
-        }
+        self.sink.stored_len()
     }
 
     fn finish(self) -> Vec<u8> {
-        match self.sink {
-            Sink::Plain(v) => v,
-            Sink::Gzip(g) => g.finish().unwrap_or_default(),
-        }
+        self.sink.finish()
     }
 }
 
@@ -453,7 +427,7 @@ impl PartWriter {
     fn attributes(&self, o: &ManifestObject) -> ObjectAttributes {
         ObjectAttributes {
             content_type: "application/x-ndjson",
-            content_encoding: matches!(self.spec.compression, Compression::Gzip { .. }).then_some("gzip"),
+            content_encoding: self.spec.compression.content_encoding(),
             metadata: vec![
                 ("record_count", o.records.to_string()),
                 ("generation", self.spec.generation.to_string()),

@@ -41,13 +41,11 @@ impl Listing {
     }
 
     /// Data objects that are not `named` (by receipts or a manifest): named like data
-    /// (`.jsonl`, `.jsonl.gz`, not hidden), and not compacted objects.
+    /// (`.jsonl`, `.jsonl.gz`, `.jsonl.zst`, not hidden), and not compacted objects.
     pub(crate) fn unreceipted<'a>(&'a self, named: &'a BTreeSet<&str>) -> impl Iterator<Item = (&'a String, u64)> + 'a {
         self.0.iter().filter_map(move |(path, size)| {
             let name = file_name(path);
-            let data_like = (name.ends_with(".jsonl") || name.ends_with(".jsonl.gz"))
-                && !name.starts_with('_')
-                && !name.starts_with('.');
+            let data_like = crate::lake::codec::is_data_name(name) && !name.starts_with('_') && !name.starts_with('.');
             (data_like && part_generation(name).is_none() && !named.contains(path.as_str())).then_some((path, *size))
         })
     }

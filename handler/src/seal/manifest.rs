@@ -230,7 +230,7 @@ pub fn recheck_path(dir: &str) -> String {
     format!("{dir}/{RECHECK_NAME}")
 }
 
-/// `<dir>/part-g<generation>-<nnnnn>.jsonl[.gz]`: deterministic, so a re-run after a
+/// `<dir>/part-g<generation>-<nnnnn>.jsonl[.gz|.zst]`: deterministic, so a re-run after a
 /// crash finds its own earlier output under the same name.
 pub fn part_path(dir: &str, generation: u64, index: u32, compression: Compression) -> String {
     format!("{dir}/part-g{generation}-{index:05}.{}", compression.extension())
@@ -242,7 +242,7 @@ pub fn part_generation(file_name: &str) -> Option<u64> {
     let (generation, rest) = rest.split_once('-')?;
     let (index, ext) = rest.split_once('.')?;
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    (digits(generation) && digits(index) && matches!(ext, "jsonl" | "jsonl.gz"))
+    (digits(generation) && digits(index) && matches!(ext, "jsonl" | "jsonl.gz" | "jsonl.zst"))
         .then(|| generation.parse().ok())
         .flatten()
 }
@@ -256,6 +256,9 @@ mod tests {
         let p = part_path("db/c/2025/01/15/10", 3, 7, Compression::Gzip { level: 6 });
         assert_eq!(p, "db/c/2025/01/15/10/part-g3-00007.jsonl.gz");
         assert_eq!(part_generation("part-g3-00007.jsonl.gz"), Some(3));
+        assert_eq!(part_generation("part-g4-00007.jsonl.zst"), Some(4));
+        let z = part_path("db/c/2025/01/15/10", 4, 0, Compression::Zstd { level: 3 });
+        assert_eq!(z, "db/c/2025/01/15/10/part-g4-00000.jsonl.zst");
         assert_eq!(part_generation("part-g12-00000.jsonl"), Some(12));
         for other in [
             "0-1-9.jsonl.gz",

@@ -13,7 +13,7 @@
 //! (the events are sealed already). Anything else stays and is reported.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+use std::io::BufRead;
 
 use serde::Deserialize;
 
@@ -36,17 +36,10 @@ struct LineKey<'a> {
     sequence_number: i64,
 }
 
-/// Reads the (partition, sequence number) of every record, streaming (gzip or plain).
+/// Reads the (partition, sequence number) of every record, streaming (gzip, zstd or plain).
 /// The error says why the object is not hub2lake records.
 pub fn read_contents(bytes: &[u8]) -> Result<Contents, String> {
-    let mut reader: Box<dyn BufRead> = if bytes.starts_with(&[0x1f, 0x8b]) {
-        Box::new(BufReader::with_capacity(
-            64 << 10,
-            flate2::read::MultiGzDecoder::new(bytes),
-        ))
-    } else {
-        Box::new(bytes)
-    };
+    let mut reader = crate::lake::codec::decoding_reader(bytes).map_err(|e| format!("cannot decompress: {e}"))?;
     let mut contents = Contents::default();
     let mut line = Vec::with_capacity(1024);
     let mut line_no = 0u64;

@@ -492,7 +492,7 @@ fn finish_unit(unit: &Unit, dups: UnitDups, report: &mut VerifyReport) {
     }
 }
 
-/// `part-g<generation>-<index>.jsonl[.gz]`: a seal run's compacted object.
+/// `part-g<generation>-<index>.jsonl[.gz|.zst]`: a seal run's compacted object.
 fn is_compaction_output(name: &str) -> bool {
     name.strip_prefix("part-g")
         .and_then(|rest| rest.split_once('-'))
