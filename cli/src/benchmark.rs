@@ -47,8 +47,19 @@ pub struct BenchResult {
     pub handler_own_ms: Percentiles,
     /// Per invocation, the wall time of its storage calls.
     pub storage_ms: Percentiles,
+    /// The handler's CPU time (user + system) while driven.
     pub handler_cpu_seconds: f64,
+    pub handler_user_seconds: f64,
+    /// Kernel time: sockets, and for a local lake file creation.
+    pub handler_system_seconds: f64,
     pub cpu_seconds_per_gb_input: f64,
+    /// Events written per second of the handler's CPU time.
+    pub events_per_cpu_second: f64,
+    /// Bytes of the objects written (data and dead letters, not receipts), summed
+    /// from the `batch written` log lines: the same for every kind of lake.
+    pub output_bytes: u64,
+    /// Event-body bytes per output byte.
+    pub compression_ratio: f64,
     pub peak_rss_mb: f64,
     pub idle_rss_mb: f64,
     pub largest_request_mb: f64,
@@ -141,7 +152,8 @@ pub async fn run(config: &BenchConfig) -> Result<BenchResult, BenchError> {
     let cpu = proc_cpu_seconds(pid)? - cpu_before;
     let peak_rss = proc_status_kb(pid, "VmHWM:")?;
     handler.kill_and_wait().await;
-    let (own, storage) = timings.await.unwrap_or_default();
+    let written = timings.await.unwrap_or_default();
+    let output_bytes: u64 = written.iter().map(|b| b.stored_bytes).sum();
 
     let events = u64::from(config.partitions) * config.batches_per_partition * config.batch_size;
     Ok(BenchResult {
@@ -155,10 +167,15 @@ pub async fn run(config: &BenchConfig) -> Result<BenchResult, BenchError> {
         events_per_second: events as f64 / wall_seconds,
         input_mb_per_second: input_bytes as f64 / 1e6 / wall_seconds,
         latency_ms: Percentiles::of(latencies),
-        handler_own_ms: Percentiles::of(own),
-        storage_ms: Percentiles::of(storage),
-        handler_cpu_seconds: cpu,
-        cpu_seconds_per_gb_input: cpu / (input_bytes as f64 / 1e9),
+        handler_own_ms: Percentiles::of(written.iter().map(|b| b.own_ms).collect()),
+        storage_ms: Percentiles::of(written.iter().map(|b| b.storage_ms).collect()),
+        handler_cpu_seconds: cpu.total(),
+        handler_user_seconds: cpu.user,
+        handler_system_seconds: cpu.system,
+        cpu_seconds_per_gb_input: cpu.total() / (input_bytes as f64 / 1e9),
+        events_per_cpu_second: events as f64 / cpu.total().max(0.01),
+        output_bytes,
+        compression_ratio: input_bytes as f64 / output_bytes.max(1) as f64,
         peak_rss_mb: peak_rss as f64 / 1024.0,
         idle_rss_mb: idle_rss as f64 / 1024.0,
         largest_request_mb: largest as f64 / 1e6,
@@ -227,31 +244,36 @@ fn build_requests(config: &BenchConfig) -> Vec<Vec<(Bytes, u64)>> {
         .collect()
 }
 
-/// Reads the handler's JSON log lines until it exits; returns, per written batch,
-/// its own time and its storage time in milliseconds.
-async fn collect_timings(mut lines: mpsc::UnboundedReceiver<String>) -> (Vec<f64>, Vec<f64>) {
-    let (mut own, mut storage) = (Vec::new(), Vec::new());
-    while let Some(line) = lines.recv().await {
-        if let Some((o, s)) = batch_timing(&line) {
-            own.push(o);
-            storage.push(s);
-        }
-    }
-    (own, storage)
+/// What the handler logged about one written batch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct WrittenBatch {
+    own_ms: f64,
+    storage_ms: f64,
+    stored_bytes: u64,
 }
 
-/// `handler_us` and `storage_us` of a `batch written` JSON log line, in ms.
-fn batch_timing(line: &str) -> Option<(f64, f64)> {
+/// Reads the handler's JSON log lines until it exits; returns every written batch.
+async fn collect_timings(mut lines: mpsc::UnboundedReceiver<String>) -> Vec<WrittenBatch> {
+    let mut written = Vec::new();
+    while let Some(line) = lines.recv().await {
+        written.extend(batch_timing(&line));
+    }
+    written
+}
+
+/// `handler_us`, `storage_us` (in ms) and `stored_bytes` of a `batch written` JSON
+/// log line.
+fn batch_timing(line: &str) -> Option<WrittenBatch> {
     let v: serde_json::Value = serde_json::from_str(line).ok()?;
     if v.get("message")?.as_str()? != "batch written" {
         return None;
     }
-    let ms = |k: &str| {
-        v.get(k)
-            .and_then(serde_json::Value::as_u64)
-            .map(|us| us as f64 / 1000.0)
-    };
-    Some((ms("handler_us")?, ms("storage_us")?))
+    let number = |k: &str| v.get(k).and_then(serde_json::Value::as_u64);
+    Some(WrittenBatch {
+        own_ms: number("handler_us")? as f64 / 1000.0,
+        storage_ms: number("storage_us")? as f64 / 1000.0,
+        stored_bytes: number("stored_bytes").unwrap_or(0),
+    })
 }
 
 fn proc_status_kb(pid: u32, field: &str) -> Result<u64, BenchError> {
@@ -263,15 +285,41 @@ fn proc_status_kb(pid: u32, field: &str) -> Result<u64, BenchError> {
         .ok_or_else(|| BenchError::Proc(format!("no {field} in /proc/{pid}/status")))
 }
 
-/// utime + stime of a process, in seconds (USER_HZ is 100 on Linux).
-fn proc_cpu_seconds(pid: u32) -> Result<f64, BenchError> {
+/// CPU time of a process, in seconds.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuTime {
+    user: f64,
+    system: f64,
+}
+
+impl CpuTime {
+    fn total(self) -> f64 {
+        self.user + self.system
+    }
+}
+
+impl std::ops::Sub for CpuTime {
+    type Output = CpuTime;
+    fn sub(self, earlier: CpuTime) -> CpuTime {
+        CpuTime {
+            user: self.user - earlier.user,
+            system: self.system - earlier.system,
+        }
+    }
+}
+
+/// utime and stime of a process (USER_HZ is 100 on Linux).
+fn proc_cpu_seconds(pid: u32) -> Result<CpuTime, BenchError> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| BenchError::Proc(e.to_string()))?;
     // Fields after the command name (which may hold spaces) start after the last ')'.
     let rest = text.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     // utime and stime are fields 14 and 15 of stat; here 0-based after the name: 11, 12.
-    Ok((ticks(11) + ticks(12)) as f64 / 100.0)
+    Ok(CpuTime {
+        user: ticks(11) as f64 / 100.0,
+        system: ticks(12) as f64 / 100.0,
+    })
 }
 
 impl std::fmt::Display for BenchResult {
@@ -311,8 +359,18 @@ impl std::fmt::Display for BenchResult {
         )?;
         writeln!(
             f,
-            "handler CPU         {:.2} s ({:.1} CPU-s per GB of input)",
-            self.handler_cpu_seconds, self.cpu_seconds_per_gb_input
+            "handler CPU         {:.2} s (user {:.2} s, system {:.2} s): {:.1} CPU-s per GB of input, {:.0} events per CPU-second",
+            self.handler_cpu_seconds,
+            self.handler_user_seconds,
+            self.handler_system_seconds,
+            self.cpu_seconds_per_gb_input,
+            self.events_per_cpu_second
+        )?;
+        writeln!(
+            f,
+            "output              {:.2} MB of objects ({:.2}x smaller than the event bodies)",
+            self.output_bytes as f64 / 1e6,
+            self.compression_ratio
         )?;
         writeln!(
             f,
@@ -330,8 +388,15 @@ mod tests {
 
     #[test]
     fn timings_come_from_batch_written_lines_only() {
-        let written = r#"{"timestamp":"t","level":"INFO","message":"batch written","records":3,"storage_us":2500,"handler_us":1250}"#;
-        assert_eq!(batch_timing(written), Some((1.25, 2.5)));
+        let written = r#"{"timestamp":"t","level":"INFO","message":"batch written","records":3,"stored_bytes":4096,"storage_us":2500,"handler_us":1250}"#;
+        assert_eq!(
+            batch_timing(written),
+            Some(WrittenBatch {
+                own_ms: 1.25,
+                storage_ms: 2.5,
+                stored_bytes: 4096
+            })
+        );
         for other in [
             r#"{"message":"request refused","storage_us":1,"handler_us":1}"#,
             r#"{"message":"batch written","storage_us":1}"#,
