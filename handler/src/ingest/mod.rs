@@ -5,6 +5,7 @@
 //! to an object, [`objects`] builds each object's records and encodes them, and
 //! [`Ingestor::ingest`] writes the objects, then the receipt.
 
+mod cores;
 mod error;
 pub mod event;
 pub mod objects;

@@ -8,6 +8,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
+use super::cores::EncodingThreads;
 use super::error::IngestError;
 use super::event::{self, Body, DeadLetter, Decoded, Parsed, Record, Undecodable};
 use super::partition::{DataGroup, DeadGroup, Groups};
@@ -52,15 +53,90 @@ pub fn build_objects(
     let batch = ctx.batch;
     let size_hint = (batch.body_bytes() + batch.events.len() * 400).min(1 << 20);
     let mut line = Vec::with_capacity(4096);
-    let mut objects = Vec::with_capacity(groups.data.len() + groups.dead.len());
-    for group in groups.data {
-        objects.push(data_object(settings, ctx, decoded, group, size_hint, &mut line)?);
-    }
+    let mut objects = data_objects(settings, ctx, decoded, groups.data, size_hint)?;
+    objects.reserve(groups.dead.len());
     for group in groups.dead {
         objects.push(dead_letter_object(ctx, decoded, group, &mut line)?);
     }
     check_unique_paths(&objects)?;
     Ok(objects)
+}
+
+/// Builds the data objects in `groups`' order. When the batch makes several objects
+/// and cores are idle, they are encoded on those cores too: the batch then waits for
+/// its largest object rather than for all of them in turn.
+fn data_objects(
+    settings: &Settings,
+    ctx: BatchContext<'_>,
+    decoded: &[Result<Decoded<'_>, Undecodable>],
+    groups: Vec<DataGroup>,
+    size_hint: usize,
+) -> Result<Vec<BuiltObject>, IngestError> {
+    let threads = EncodingThreads::claim(groups.len().saturating_sub(1));
+    encode_in_lanes(settings, ctx, decoded, groups, size_hint, 1 + threads.extra())
+}
+
+/// Builds the data objects on `lanes` threads (this one included).
+fn encode_in_lanes(
+    settings: &Settings,
+    ctx: BatchContext<'_>,
+    decoded: &[Result<Decoded<'_>, Undecodable>],
+    groups: Vec<DataGroup>,
+    size_hint: usize,
+    lanes: usize,
+) -> Result<Vec<BuiltObject>, IngestError> {
+    let mut lanes = balanced_lanes(groups, lanes).into_iter();
+    let encode_lane = |lane: Vec<(usize, DataGroup)>| -> Result<Vec<(usize, BuiltObject)>, IngestError> {
+        let mut line = Vec::with_capacity(4096);
+        lane.into_iter()
+            .map(|(i, group)| Ok((i, data_object(settings, ctx, decoded, group, size_hint, &mut line)?)))
+            .collect()
+    };
+    let own_lane = lanes.next().unwrap_or_default();
+    let mut built = std::thread::scope(|scope| {
+        let helpers: Vec<_> = lanes
+            .map(|lane| {
+                // A thread that cannot start leaves its lane to this one.
+                std::thread::Builder::new()
+                    .name("hub2lake-encode".into())
+                    .spawn_scoped(scope, {
+                        let lane = lane.clone();
+                        move || encode_lane(lane)
+                    })
+                    .map_err(|_| lane)
+            })
+            .collect();
+        let mut built = encode_lane(own_lane)?;
+        for helper in helpers {
+            built.extend(match helper {
+                Ok(handle) => handle
+                    .join()
+                    .map_err(|_| IngestError::Internal("an encoding thread panicked".into()))??,
+                Err(lane) => encode_lane(lane)?,
+            });
+        }
+        Ok::<_, IngestError>(built)
+    })?;
+    built.sort_unstable_by_key(|(i, _)| *i);
+    Ok(built.into_iter().map(|(_, object)| object).collect())
+}
+
+/// Splits groups over `lanes` threads, largest first onto the least loaded lane, each
+/// group tagged with its position so results can be put back in order.
+fn balanced_lanes(groups: Vec<DataGroup>, lanes: usize) -> Vec<Vec<(usize, DataGroup)>> {
+    let mut indexed: Vec<(usize, DataGroup)> = groups.into_iter().enumerate().collect();
+    indexed.sort_by_key(|(_, g)| std::cmp::Reverse(g.events.len()));
+    let mut out: Vec<(usize, Vec<(usize, DataGroup)>)> = (0..lanes.max(1)).map(|_| (0, Vec::new())).collect();
+    for item in indexed {
+        if let Some(lane) = out.iter_mut().min_by_key(|(load, _)| *load) {
+            lane.0 += item.1.events.len();
+            lane.1.push(item);
+        }
+    }
+    out.into_iter()
+        .map(|(_, lane)| lane)
+        .filter(|lane| !lane.is_empty())
+        .collect()
 }
 
 fn data_object(
@@ -323,6 +399,65 @@ mod tests {
             .filter(|l| !l.is_empty())
             .map(|l| serde_json::from_slice(l).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn lanes_hold_every_group_once_largest_first_on_the_least_loaded() {
+        let group = |n: usize| DataGroup {
+            key: GroupKey {
+                hour: hour(10),
+                database: "d".into(),
+                collection: format!("c{n}"),
+                operation: String::new(),
+            },
+            events: (0..n).collect(),
+        };
+        let lanes = balanced_lanes([5, 1, 3, 4, 3].map(group).to_vec(), 2);
+        let loads: Vec<usize> = lanes
+            .iter()
+            .map(|l| l.iter().map(|(_, g)| g.events.len()).sum())
+            .collect();
+        assert_eq!(loads, [8, 8]);
+        let mut positions: Vec<usize> = lanes.iter().flatten().map(|(i, _)| *i).collect();
+        positions.sort_unstable();
+        assert_eq!(positions, [0, 1, 2, 3, 4]);
+        assert_eq!(balanced_lanes(vec![group(2)], 4).len(), 1, "no empty lanes");
+        assert!(balanced_lanes(Vec::new(), 3).is_empty());
+    }
+
+    #[test]
+    fn objects_encoded_on_several_threads_are_those_of_one_thread_in_the_same_order() {
+        let routes = ["a", "b", "c", "d", "e", "f", "g"];
+        let b = batch(
+            (0..700)
+                .map(|i| {
+                    let coll = routes[(i * 7 + i / 3) as usize % routes.len()];
+                    event(
+                        i,
+                        &format!(r#"{{"operationType":"insert","ns":{{"db":"shop","coll":"{coll}"}},"n":{i}}}"#),
+                    )
+                })
+                .collect(),
+        );
+        let settings = Settings::local("/unused");
+        let texts = body_texts(&b);
+        let decoded = decode_batch(&texts);
+        let encode = |lanes| {
+            let groups = partition(&settings, &b, &decoded, hour(12)).unwrap();
+            encode_in_lanes(&settings, ctx(&b), &decoded, groups.data, 1 << 16, lanes).unwrap()
+        };
+        let one = encode(1);
+        assert_eq!(one.len(), routes.len());
+        for lanes in [2, 3, 16] {
+            let many = encode(lanes);
+            let summary = |objects: &[BuiltObject]| -> Vec<(String, String, Vec<i64>)> {
+                objects
+                    .iter()
+                    .map(|o| (o.entry.path.clone(), o.entry.sha256.clone(), o.sequence_numbers.clone()))
+                    .collect()
+            };
+            assert_eq!(summary(&many), summary(&one), "{lanes} lanes");
+        }
     }
 
     #[test]
