@@ -319,11 +319,20 @@ struct ZstdSink {
 
 impl ZstdSink {
     fn new(level: i32, out: Vec<u8>) -> Self {
-        let encoder = ZSTD_STATES
-            .take(level)
-            .and_then(|mut e| e.reinit().ok().map(|()| e))
-            .or_else(|| zstd::stream::raw::Encoder::new(level).ok());
-        Self { level, encoder, out }
+        let reused = ZSTD_STATES.take(level).and_then(|mut e| e.reinit().ok().map(|()| e));
+        let encoder = reused.unwrap_or_else(|| match zstd::stream::raw::Encoder::new(level) {
+            Ok(encoder) => encoder,
+            // Only an allocation failure of the compression context gets here (the
+            // level is checked at start-up and libzstd clamps it anyway); the process
+            // cannot go on without memory, as with any other allocation, and an
+            // object must never be stored empty.
+            Err(e) => panic!("zstd cannot allocate a compression context: {e}"),
+        });
+        Self {
+            level,
+            encoder: Some(encoder),
+            out,
+        }
     }
 
     fn write(&mut self, bytes: &[u8]) {
