@@ -160,6 +160,17 @@ async fn requests_the_host_never_sends_answer_400_naming_the_problem() {
         ("/ingest", "{not json".to_string(), "not a custom-handler invocation"),
         ("/ingest", r#"{"Data":{},"Metadata":{}}"#.to_string(), "Data"),
         ("/seal", "{not json".to_string(), "not a custom-handler invocation"),
+        // Large requests are decoded off the async workers: the same answers.
+        (
+            "/ingest",
+            format!(r#"{{"Data":{{"events":"[{}"#, "x".repeat(200_000)),
+            "not a custom-handler invocation",
+        ),
+        (
+            "/ingest",
+            format!(r#"{{"Data":{{"notes":"{}"}},"Metadata":{{}}}}"#, "y".repeat(200_000)),
+            "Data has no Event Hub batch",
+        ),
     ];
     for (uri, body, named) in cases {
         let (status, answer) = call(&a.router, post(uri, body.clone())).await;

@@ -221,8 +221,9 @@ async fn ingest(
             .inspect_err(|e| tracing::warn!(status = %e.status, error = %e.message, "request refused"))?;
         let span = tracing::Span::current();
         span.record("bytes", bytes.len());
-        let batch = decode_batch(&state.settings, &bytes).inspect_err(|e| tracing::warn!(error = %e.message, "bad request"))?;
-        drop(bytes);
+        let batch = decode_off_runtime(state.settings.clone(), bytes)
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e.message, "bad request"))?;
         let health_key = format!(
             "{}/{}",
             batch.partition.eventhub,
@@ -297,6 +298,23 @@ async fn ingest(
     }
     .instrument(span)
     .await
+}
+
+/// Requests up to this size are decoded on the async worker: spawning costs more
+/// than decoding them.
+const INLINE_DECODE_BYTES: usize = 64 * 1024;
+
+/// Decoding a batch of ~1000 events is milliseconds of CPU: it runs on the blocking
+/// pool, so the async workers go on reading the other partitions' requests. The
+/// request's bytes are freed as soon as the batch is decoded.
+async fn decode_off_runtime(settings: Arc<Settings>, bytes: bytes::Bytes) -> Result<EventHubBatch, ApiError> {
+    if bytes.len() <= INLINE_DECODE_BYTES {
+        return decode_batch(&settings, &bytes);
+    }
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(|| decode_batch(&settings, &bytes)))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("decoding task failed: {e}")))?
 }
 
 fn decode_batch(settings: &Settings, bytes: &[u8]) -> Result<EventHubBatch, ApiError> {
