@@ -53,7 +53,9 @@ pub fn build_objects(
     let batch = ctx.batch;
     let size_hint = (batch.body_bytes() + batch.events.len() * 400).min(1 << 20);
     let mut line = Vec::with_capacity(4096);
-    let mut objects = data_objects(settings, ctx, decoded, groups.data, size_hint)?;
+    let threads = EncodingThreads::claim(groups.data.len().saturating_sub(1));
+    let mut objects = encode_in_lanes(settings, ctx, decoded, groups.data, size_hint, 1 + threads.extra())?;
+    drop(threads);
     objects.reserve(groups.dead.len());
     for group in groups.dead {
         objects.push(dead_letter_object(ctx, decoded, group, &mut line)?);
@@ -62,21 +64,9 @@ pub fn build_objects(
     Ok(objects)
 }
 
-/// Builds the data objects in `groups`' order. When the batch makes several objects
-/// and cores are idle, they are encoded on those cores too: the batch then waits for
-/// its largest object rather than for all of them in turn.
-fn data_objects(
-    settings: &Settings,
-    ctx: BatchContext<'_>,
-    decoded: &[Result<Decoded<'_>, Undecodable>],
-    groups: Vec<DataGroup>,
-    size_hint: usize,
-) -> Result<Vec<BuiltObject>, IngestError> {
-    let threads = EncodingThreads::claim(groups.len().saturating_sub(1));
-    encode_in_lanes(settings, ctx, decoded, groups, size_hint, 1 + threads.extra())
-}
-
-/// Builds the data objects on `lanes` threads (this one included).
+/// Builds the data objects in `groups`' order on `lanes` threads (this one included):
+/// with idle cores a batch that spreads over several routes and hours waits for its
+/// largest object rather than for all of them in turn.
 fn encode_in_lanes(
     settings: &Settings,
     ctx: BatchContext<'_>,
