@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::invocation::{unwrap_json, Invocation, RequestError};
+use super::invocation::{unwrap_json, Invocation, RawJson, RequestError};
 use crate::config::EventEncoding;
 
 /// Which partition of which Event Hub a batch came from.
@@ -90,7 +90,7 @@ impl EventHubBatch {
         fallback_group: &str,
     ) -> Result<Self, RequestError> {
         let (binding, raw_events) = find_events_binding(inv)?;
-        let bodies = decode_bodies(binding, raw_events, encoding)?;
+        let bodies = decode_bodies(inv, binding, raw_events, encoding)?;
         let n = bodies.len();
         let system: Option<Vec<SystemProperties>> = inv.meta_value("SystemPropertiesArray")?;
         let system = system.filter(|s| s.len() == n);
@@ -168,13 +168,13 @@ impl EventHubBatch {
 
 /// The trigger's binding is the Data entry holding an array (or a string holding one);
 /// its name comes from function.json, so it is not hard-coded.
-fn find_events_binding<'a>(inv: &Invocation<'a>) -> Result<(String, &'a RawValue), RequestError> {
+fn find_events_binding<'a>(inv: &Invocation<'a>) -> Result<(String, RawJson<'a>), RequestError> {
     let mut candidates = inv.data.iter().filter(|(_, v)| {
         let t = v.get().trim_start();
         t.starts_with('[') || t.starts_with("\"[") || t.starts_with("\"\\u005b")
     });
     match (candidates.next(), candidates.next()) {
-        (Some((name, value)), None) => Ok((name.to_string(), value)),
+        (Some((name, value)), None) => Ok((name.to_string(), *value)),
         (Some(_), Some(_)) => Err(RequestError::new(
             "Data has more than one array binding; the Event Hub trigger must be the only array input",
         )),
@@ -188,9 +188,19 @@ fn find_events_binding<'a>(inv: &Invocation<'a>) -> Result<(String, &'a RawValue
     }
 }
 
-fn decode_bodies(binding: String, raw: &RawValue, encoding: EventEncoding) -> Result<Vec<EventBody>, RequestError> {
-    // The usual shape: a string holding an array of strings. Decoding it straight to
-    // strings saves a pass over the whole batch.
+fn decode_bodies(
+    inv: &Invocation<'_>,
+    binding: String,
+    raw: RawJson<'_>,
+    encoding: EventEncoding,
+) -> Result<Vec<EventBody>, RequestError> {
+    // The usual shape, a string holding an array of strings, was most often decoded
+    // already, in the same pass that parsed the envelope.
+    if let Some(texts) = inv.take_predecoded(&binding) {
+        return Ok(bodies_from_strings(texts, encoding));
+    }
+    let raw = raw.get();
+    // Decoding it straight to strings saves a pass over the whole batch.
     if let Ok(texts) = unwrap_json::<Vec<String>>(raw) {
         return Ok(bodies_from_strings(texts, encoding));
     }

@@ -6,6 +6,7 @@
 //! reports anything it cannot use as a [`RequestError`] that names the field.
 
 mod eventhub;
+mod fast_array;
 mod invocation;
 mod timer;
 pub mod wire;
