@@ -78,28 +78,63 @@ impl Reader<'_> {
 
     /// Reads one element's text into `out`, after its opening `\"` up to and including
     /// its closing `\"`.
+    #[inline]
     fn read_element(&mut self, out: &mut Vec<u8>) -> Option<()> {
         loop {
-            let run = plain_run_len(self.wire.get(self.pos..)?);
-            out.extend_from_slice(self.wire.get(self.pos..self.pos + run)?);
-            self.pos += run;
-            // Here sits a quote, a backslash or a control character.
-            match self.next_byte()? {
-                b'\\' => match self.next_byte()? {
-                    // `\"`: the element's closing quote.
-                    b'"' => return Some(()),
-                    // `\\`: the element's own escape (level 2); its letter is one
-                    // character of the outer string.
-                    b'\\' => out.push(simple_escape(self.next_outer_char()?)?),
-                    b'/' => out.push(b'/'),
-                    // `\n`, `\t`, … put a control character inside the element, which
-                    // serde refuses; `\u` is left to serde.
-                    _ => return None,
-                },
-                // A bare quote ends the outer string inside an element; a control
-                // character is refused by serde.
+            self.copy_plain_run(out);
+            // Here sits a quote, a backslash or a control character, or the input ends.
+            match self.wire.get(self.pos..).unwrap_or_default() {
+                // The element's own escaped quote (`\"` escaped again): by far the most
+                // common escape in a JSON body, so matched whole.
+                [b'\\', b'\\', b'\\', b'"', ..] => {
+                    out.push(b'"');
+                    self.pos += 4;
+                }
+                // `\"`: the element's closing quote.
+                [b'\\', b'"', ..] => {
+                    self.pos += 2;
+                    return Some(());
+                }
+                // `\\`: the element's own escape (level 2); its letter is one character
+                // of the outer string.
+                [b'\\', b'\\', ..] => {
+                    self.pos += 2;
+                    out.push(simple_escape(self.next_outer_char()?)?);
+                }
+                [b'\\', b'/', ..] => {
+                    out.push(b'/');
+                    self.pos += 2;
+                }
+                // `\n`, `\t`, … put a control character inside the element, which serde
+                // refuses; `\u` is left to serde. A bare quote ends the outer string
+                // inside an element; a bare control character is refused by serde.
                 _ => return None,
             }
+        }
+    }
+
+    /// Copies the bytes up to the next quote, backslash or control character to `out`.
+    /// Eight bytes at a time (SWAR, as serde_json's own `skip_to_escape`), in plain Rust
+    /// so that it needs no target-cpu flags; each word is copied whole and the excess
+    /// cut off, which is cheaper than a variable-length copy per run of ~8 bytes.
+    #[inline]
+    fn copy_plain_run(&mut self, out: &mut Vec<u8>) {
+        while let Some(chunk) = self.wire.get(self.pos..self.pos + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            out.extend_from_slice(&word);
+            let flags = special_bytes(u64::from_le_bytes(word));
+            if flags != 0 {
+                let plain = flags.trailing_zeros() as usize / 8;
+                out.truncate(out.len() - (8 - plain));
+                self.pos += plain;
+                return;
+            }
+            self.pos += 8;
+        }
+        while let Some(&b) = self.wire.get(self.pos).filter(|&&b| !is_special(b)) {
+            out.push(b);
+            self.pos += 1;
         }
     }
 }
@@ -121,28 +156,6 @@ fn simple_escape(letter: u8) -> Option<u8> {
 
 const ONES: u64 = u64::MAX / 255;
 const HIGH_BITS: u64 = ONES << 7;
-
-/// How many bytes at the start of `bytes` need no attention: neither a quote, a
-/// backslash nor a control character. Eight bytes at a time (SWAR, as serde_json's own
-/// `skip_to_escape`): plain Rust, so it needs no target-cpu flags.
-fn plain_run_len(bytes: &[u8]) -> usize {
-    let mut chunks = bytes.chunks_exact(8);
-    let mut n = 0;
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let flags = special_bytes(u64::from_le_bytes(word));
-        if flags != 0 {
-            return n + flags.trailing_zeros() as usize / 8;
-        }
-        n += 8;
-    }
-    n + chunks
-        .remainder()
-        .iter()
-        .position(|&b| is_special(b))
-        .unwrap_or(chunks.remainder().len())
-}
 
 /// The high bit of each byte of `word` that is special. Exact for the lowest special
 /// byte (a borrow only runs upwards from a special byte), which is all that is used.
@@ -308,9 +321,14 @@ mod tests {
 
         #[test]
         fn plain_runs_stop_at_the_first_special_byte(bytes in proptest::collection::vec(
-            prop_oneof![Just(b'"'), Just(b'\\'), 0u8..0x20, 0x20u8..=0xff], 0..40)) {
-            let want = bytes.iter().position(|&b| is_special(b)).unwrap_or(bytes.len());
-            prop_assert_eq!(plain_run_len(&bytes), want);
+            prop_oneof![Just(b'"'), Just(b'\\'), 0u8..0x20, 0x20u8..=0xff], 0..40), start in 0usize..8) {
+            let start = start.min(bytes.len());
+            let want = bytes[start..].iter().position(|&b| is_special(b)).unwrap_or(bytes.len() - start);
+            let mut reader = Reader { wire: &bytes, pos: start };
+            let mut out = b"x".to_vec();
+            reader.copy_plain_run(&mut out);
+            prop_assert_eq!(reader.pos, start + want);
+            prop_assert_eq!(&out[1..], &bytes[start..start + want]);
         }
     }
 }

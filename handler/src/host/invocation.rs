@@ -29,7 +29,7 @@ pub struct Invocation<'a> {
     #[serde(rename = "Data", alias = "data", borrow, default)]
     pub(super) data: HashMap<Cow<'a, str>, RawJson<'a>>,
     #[serde(rename = "Metadata", alias = "metadata", borrow, default)]
-    metadata: HashMap<Cow<'a, str>, &'a RawValue>,
+    pub(super) metadata: HashMap<Cow<'a, str>, &'a RawValue>,
     /// The batch's bodies when the fast path decoded them while finding the end of
     /// `Data.<binding>` (see [`fast_array`]); taken once by the Event Hub decoder.
     #[serde(skip)]

@@ -7,6 +7,7 @@
 
 mod eventhub;
 mod fast_array;
+mod flexible;
 mod invocation;
 mod timer;
 pub mod wire;
