@@ -570,4 +570,116 @@ mod tests {
         assert_eq!(bodies[0], EventBody::Bytes(vec![0, 0xff, 0x10]));
         assert!(matches!(&bodies[1], EventBody::Undecodable { raw, .. } if raw == "!!notbase64"));
     }
+
+    mod fast_path {
+        use super::*;
+        use crate::host::fast_array::tests::{body, interesting_byte, mutated};
+        use crate::host::wire::{eventhub_request, WireDataType, WireEvent, WirePartition};
+        use chrono::TimeZone;
+        use proptest::prelude::*;
+
+        /// The batch, or why it is refused, as text: everything the handler goes on with.
+        fn outcome(inv: Result<Invocation<'_>, RequestError>, encoding: EventEncoding) -> String {
+            match inv.and_then(|inv| EventHubBatch::from_invocation(&inv, encoding, "fallback-hub", "$Default")) {
+                Ok(batch) => format!("{batch:?}"),
+                Err(e) => format!("refused: {e}"),
+            }
+        }
+
+        /// What `Invocation::parse` made of a request before the fast path existed.
+        fn parse_with_serde_alone(text: &str) -> Result<Invocation<'_>, RequestError> {
+            if text.bytes().all(|b| b.is_ascii_whitespace()) {
+                // Refused before either path runs.
+                return Invocation::parse(text.as_bytes());
+            }
+            Invocation::parse_with_serde(text)
+        }
+
+        fn request(bodies: &[String], data_type: WireDataType) -> String {
+            let events: Vec<WireEvent> = bodies
+                .iter()
+                .enumerate()
+                .map(|(i, b)| WireEvent {
+                    body: b.clone().into_bytes(),
+                    sequence_number: 100 + i as i64,
+                    offset: 4096 * i as i64,
+                    enqueued_time: Utc.timestamp_opt(1_736_937_173 + i as i64, 5_000_000 * i as u32).unwrap(),
+                    partition_key: (i % 2 == 0).then(|| format!("k{i}")),
+                    properties: serde_json::json!({ "n": i }),
+                })
+                .collect();
+            eventhub_request("events", &WirePartition::default(), &events, data_type, None, "ingest")
+        }
+
+        /// Bytes serde_json writes as `\u00XX` (the fast path leaves those to serde).
+        fn needs_unicode_escape(text: &str) -> bool {
+            text.bytes().any(|c| c < 0x20 && !b"\n\r\t\x08\x0c".contains(&c))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Whatever the request, the fast path and serde alone make the same batch
+            /// (bodies, sequence numbers, metadata) or refuse it with the same message.
+            #[test]
+            fn requests_decode_as_with_serde_alone(
+                bodies in proptest::collection::vec(body(), 0..4),
+                binary in any::<bool>(),
+                mutate in any::<bool>(),
+                what in any::<u8>(),
+                anchor in 0u8..3,
+                delta in 0usize..40,
+                byte in interesting_byte(),
+            ) {
+                let data_type = if binary { WireDataType::Binary } else { WireDataType::String };
+                let mut text = request(&bodies, data_type);
+                if mutate {
+                    let at = match anchor {
+                        0 => delta,
+                        1 => text.find("},\"Metadata\"").unwrap_or(0) + delta / 4,
+                        _ => delta * 997,
+                    };
+                    text = mutated(text, what, at, byte);
+                }
+                for encoding in [EventEncoding::Auto, EventEncoding::String, EventEncoding::Binary] {
+                    prop_assert_eq!(
+                        outcome(Invocation::parse(text.as_bytes()), encoding),
+                        outcome(parse_with_serde_alone(&text), encoding),
+                        "{}", text
+                    );
+                }
+                if !mutate && !bodies.iter().any(|b| needs_unicode_escape(b)) {
+                    prop_assert!(Invocation::parse_batch_fast(&text).is_some(), "fast path not taken: {}", text);
+                }
+            }
+        }
+
+        /// The host's fixtures, as stored (pretty: serde's path) and compact as the host
+        /// sends them (the fast path), decode alike.
+        #[test]
+        fn the_fixtures_decode_alike_on_both_paths() {
+            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures");
+            let mut fast = 0;
+            for entry in std::fs::read_dir(dir).expect("tests/fixtures").flatten() {
+                if entry.path().extension().is_none_or(|e| e != "json") {
+                    continue;
+                }
+                let pretty = std::fs::read_to_string(entry.path()).expect("fixture");
+                let value: serde_json::Value = serde_json::from_str(&pretty).expect("fixture JSON");
+                let compact = value.to_string();
+                for text in [&pretty, &compact] {
+                    for encoding in [EventEncoding::Auto, EventEncoding::String, EventEncoding::Binary] {
+                        assert_eq!(
+                            outcome(Invocation::parse(text.as_bytes()), encoding),
+                            outcome(parse_with_serde_alone(text), encoding),
+                            "{:?}",
+                            entry.path()
+                        );
+                    }
+                }
+                fast += usize::from(Invocation::parse_batch_fast(&compact).is_some());
+            }
+            assert!(fast >= 4, "the Event Hub fixtures take the fast path when compact ({fast})");
+        }
+    }
 }

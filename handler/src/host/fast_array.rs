@@ -170,7 +170,7 @@ fn is_special(b: u8) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -230,7 +230,7 @@ mod tests {
     }
 
     /// Text with everything that needs escaping at either level, weighted towards it.
-    fn body() -> impl Strategy<Value = String> {
+    pub(crate) fn body() -> impl Strategy<Value = String> {
         proptest::collection::vec(
             prop_oneof![
                 4 => "[a-z0-9 {}:,\\[\\]]{1,6}",
@@ -246,7 +246,7 @@ mod tests {
     }
 
     /// Mutations of a valid token: cut it, drop, insert or replace a byte.
-    fn mutated(token: String, what: u8, at: usize, byte: u8) -> String {
+    pub(crate) fn mutated(token: String, what: u8, at: usize, byte: u8) -> String {
         let mut bytes = token.into_bytes();
         let at = at % (bytes.len() + 1);
         match what % 4 {
@@ -261,7 +261,7 @@ mod tests {
         String::from_utf8_lossy(&bytes).into_owned()
     }
 
-    fn interesting_byte() -> impl Strategy<Value = u8> {
+    pub(crate) fn interesting_byte() -> impl Strategy<Value = u8> {
         prop_oneof![
             Just(b'"'),
             Just(b'\\'),

@@ -29,7 +29,7 @@ pub struct Invocation<'a> {
     #[serde(rename = "Data", alias = "data", borrow, default)]
     pub(super) data: HashMap<Cow<'a, str>, RawJson<'a>>,
     #[serde(rename = "Metadata", alias = "metadata", borrow, default)]
-    pub(super) metadata: HashMap<Cow<'a, str>, &'a RawValue>,
+    metadata: HashMap<Cow<'a, str>, &'a RawValue>,
     /// The batch's bodies when the fast path decoded them while finding the end of
     /// `Data.<binding>` (see [`fast_array`]); taken once by the Event Hub decoder.
     #[serde(skip)]
@@ -74,9 +74,14 @@ impl<'a> Invocation<'a> {
         }
         let text =
             std::str::from_utf8(body).map_err(|e| RequestError::new(format!("request body is not UTF-8: {e}")))?;
-        if let Some(invocation) = Self::parse_batch_fast(text) {
-            return Ok(invocation);
+        match Self::parse_batch_fast(text) {
+            Some(invocation) => Ok(invocation),
+            None => Self::parse_with_serde(text),
         }
+    }
+
+    /// The envelope read by serde_json: any shape the protocol allows.
+    pub(super) fn parse_with_serde(text: &'a str) -> Result<Self, RequestError> {
         let invocation: Self = serde_json::from_str(text).map_err(|e| {
             RequestError::new(format!(
                 "request body is not a custom-handler invocation ({e}); expected {{\"Data\":{{...}},\"Metadata\":{{...}}}}"
@@ -94,7 +99,7 @@ impl<'a> Invocation<'a> {
     /// "Metadata":{…}}`, with the batch's string decoded in one pass ([`fast_array`])
     /// instead of serde's three. `None` for any other shape or anything unusual in it:
     /// the serde path then decides, so a `Some` is always what serde would have made.
-    fn parse_batch_fast(text: &'a str) -> Option<Self> {
+    pub(super) fn parse_batch_fast(text: &'a str) -> Option<Self> {
         let rest = text.strip_prefix("{\"Data\":{\"")?;
         let (binding, rest) = rest.split_once('"')?;
         // serde unescapes keys and refuses control characters in them.
