@@ -47,6 +47,31 @@ pub(super) fn decode_string_wrapped_strings(wire: &[u8]) -> Option<(Vec<String>,
     Some((strings, r.pos))
 }
 
+/// The text of `token`, a whole JSON string token (quotes included, nothing around
+/// it), when it has only one-letter escapes: one level of the host's wrapping, as in
+/// every `...Array` metadata value. `None` for `\u` escapes, control characters and
+/// anything malformed, which serde then decides; a `Some` is what serde makes of it.
+pub(super) fn unescape_string_token(token: &str) -> Option<String> {
+    let mut r = Reader {
+        wire: token.as_bytes(),
+        pos: 0,
+    };
+    r.expect_raw(b'"')?;
+    let mut out = Vec::with_capacity(token.len());
+    loop {
+        r.copy_plain_run(&mut out);
+        match r.next_byte()? {
+            b'"' => break,
+            b'\\' => out.push(simple_escape(r.next_byte()?)?),
+            _ => return None,
+        }
+    }
+    if r.pos != token.len() {
+        return None;
+    }
+    String::from_utf8(out).ok()
+}
+
 /// The wire bytes and how far they are read.
 struct Reader<'a> {
     wire: &'a [u8],
@@ -315,8 +340,29 @@ pub(super) mod tests {
         }
 
         #[test]
+        fn string_tokens_unescape_as_serde_does(
+            text in proptest::collection::vec(body(), 0..3).prop_map(|v| v.concat()),
+            mutate in any::<bool>(),
+            what in any::<u8>(),
+            at in any::<usize>(),
+            byte in interesting_byte(),
+        ) {
+            let token = serde_json::to_string(&text).unwrap();
+            let token = if mutate { mutated(token, what, at, byte) } else { token };
+            let serde = serde_json::from_str::<String>(&token).ok();
+            let fast = unescape_string_token(&token);
+            if fast.is_some() {
+                prop_assert_eq!(&fast, &serde, "{}", token);
+            }
+            if !mutate && !text.bytes().any(|c| c < 0x20 && !b"\n\r\t\x08\x0c".contains(&c)) {
+                prop_assert_eq!(fast, Some(text));
+            }
+        }
+
+        #[test]
         fn any_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = decode_string_wrapped_strings(&bytes);
+            let _ = unescape_string_token(&String::from_utf8_lossy(&bytes));
         }
 
         #[test]

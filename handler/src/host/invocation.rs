@@ -166,7 +166,10 @@ impl<'a> Invocation<'a> {
 /// Decodes `raw` as `T`, first unwrapping one level of JSON-in-a-string if needed.
 pub(super) fn unwrap_json<T: DeserializeOwned>(text: &str) -> Result<T, String> {
     if text.starts_with('"') {
-        let inner: String = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let inner = match fast_array::unescape_string_token(text) {
+            Some(inner) => inner,
+            None => serde_json::from_str::<String>(text).map_err(|e| e.to_string())?,
+        };
         serde_json::from_str(&inner).map_err(|e| format!("string-wrapped JSON does not decode: {e}"))
     } else {
         serde_json::from_str(text).map_err(|e| e.to_string())
