@@ -474,7 +474,12 @@ mod tests {
 
     #[test]
     fn the_hosts_time_forms_take_the_fast_path() {
-        for t in ["2025-01-15T10:32:53.184", "2025-01-15T10:32:55.5", "2025-01-15T10:32:02", "2024-02-29T23:59:59.123456789"] {
+        for t in [
+            "2025-01-15T10:32:53.184",
+            "2025-01-15T10:32:55.5",
+            "2025-01-15T10:32:02",
+            "2024-02-29T23:59:59.123456789",
+        ] {
             assert_eq!(parse_zoneless_time_fast(t), chrono_host_time(t), "{t}");
             assert!(parse_zoneless_time_fast(t).is_some(), "{t}");
         }
@@ -603,7 +608,9 @@ mod tests {
                     body: b.clone().into_bytes(),
                     sequence_number: 100 + i as i64,
                     offset: 4096 * i as i64,
-                    enqueued_time: Utc.timestamp_opt(1_736_937_173 + i as i64, 5_000_000 * i as u32).unwrap(),
+                    enqueued_time: Utc
+                        .timestamp_opt(1_736_937_173 + i as i64, 5_000_000 * i as u32)
+                        .unwrap(),
                     partition_key: (i % 2 == 0).then(|| format!("k{i}")),
                     properties: serde_json::json!({ "n": i }),
                 })
@@ -679,7 +686,10 @@ mod tests {
                 }
                 fast += usize::from(Invocation::parse_batch_fast(&compact).is_some());
             }
-            assert!(fast >= 4, "the Event Hub fixtures take the fast path when compact ({fast})");
+            assert!(
+                fast >= 4,
+                "the Event Hub fixtures take the fast path when compact ({fast})"
+            );
         }
     }
 }

@@ -232,15 +232,15 @@ pub(super) mod tests {
     #[test]
     fn leaves_what_it_does_not_handle_to_serde() {
         for token in [
-            r#""[\"\\u0041\"]""#,          // \u inside an element
-            r#""[\u0022a\"]""#,             // \u in the outer string
-            r#""[ \"a\"]""#,                // whitespace
-            r#""[\"a\",1]""#,               // not a string
-            r#""[\"a\"""#,                  // truncated
-            "\"[\\\"a\n\\\"]\"",            // raw control character
-            r#""[\"a\n\"]""#,               // control character inside an element
-            r#""[\"a\"],""#,                // trailing text inside the string
-            r#"["a"]"#,                     // not string-wrapped
+            r#""[\"\\u0041\"]""#, // \u inside an element
+            r#""[\u0022a\"]""#,   // \u in the outer string
+            r#""[ \"a\"]""#,      // whitespace
+            r#""[\"a\",1]""#,     // not a string
+            r#""[\"a\"""#,        // truncated
+            "\"[\\\"a\n\\\"]\"",  // raw control character
+            r#""[\"a\n\"]""#,     // control character inside an element
+            r#""[\"a\"],""#,      // trailing text inside the string
+            r#"["a"]"#,           // not string-wrapped
         ] {
             assert_eq!(fast(token), None, "{token}");
         }

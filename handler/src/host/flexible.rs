@@ -214,7 +214,11 @@ mod tests {
                 proptest::collection::vec(inner.clone(), 0..3).prop_map(|v| format!("[{}", v.join(", "))),
                 proptest::collection::vec(inner, 0..3).prop_map(|v| format!(
                     "{{{}}}",
-                    v.iter().enumerate().map(|(i, x)| format!("\"k{i}\":{x}")).collect::<Vec<_>>().join(",")
+                    v.iter()
+                        .enumerate()
+                        .map(|(i, x)| format!("\"k{i}\":{x}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
                 )),
             ]
         })
