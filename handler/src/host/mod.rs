@@ -6,6 +6,8 @@
 //! reports anything it cannot use as a [`RequestError`] that names the field.
 
 mod eventhub;
+mod fast_array;
+mod flexible;
 mod invocation;
 mod timer;
 pub mod wire;

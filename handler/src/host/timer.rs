@@ -43,7 +43,7 @@ impl TimerInfo {
             })
             .ok_or_else(|| RequestError::new("Data has no timer object (expected Data.<binding>.IsPastDue …)"))?;
         let wire: Wire =
-            unwrap_json(raw).map_err(|e| RequestError::new(format!("Data holds no TimerInfo object: {e}")))?;
+            unwrap_json(raw.get()).map_err(|e| RequestError::new(format!("Data holds no TimerInfo object: {e}")))?;
         let time = |s: Option<String>| {
             s.as_deref()
                 .and_then(super::eventhub::parse_host_time)
