@@ -7,7 +7,10 @@
 //! to 32 MiB, so later request-sized buffers come from the arenas and stay resident
 //! as fragmentation. Measured with `hub2lake bench` (BENCHMARKS.md): peak RSS 83 MB
 //! with the defaults, 22 MB with two arenas and a fixed 128 KiB mmap/trim threshold,
-//! at the same throughput within noise.
+//! at the same throughput within noise. One arena (issue 16) took the peak from
+//! 21.7 to 19.1-19.4 MB with two batches in flight, again at the same CPU: every
+//! thread's small allocations are served from its own tcache without the arena
+//! lock, and the large ones are mmapped, so one arena is rarely contended.
 
 /// What [`tune_allocator`] did, for the start-up log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +27,7 @@ pub enum AllocatorTuning {
 /// to the OS when freed.
 pub const MMAP_THRESHOLD_BYTES: i32 = 128 * 1024;
 /// Malloc arenas (glibc's default is 8 per core).
-pub const ARENAS: i32 = 2;
+pub const ARENAS: i32 = 1;
 
 /// Environment variables through which an operator tunes glibc malloc; if one is set
 /// we do not override it.
