@@ -56,13 +56,11 @@ impl<'de> Visitor<'de> for NumberOrStringVisitor {
     }
     // Arrays and objects are read to their end, as the untagged enum's buffering
     // does, so a syntax error inside them is reported the same way.
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<AnyValue>()?.is_some() {}
-        Ok(NumberOrString::NoMatch)
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        AnyValueVisitor.visit_seq(seq).map(|_| NumberOrString::NoMatch)
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<AnyValue, AnyValue>()?.is_some() {}
-        Ok(NumberOrString::NoMatch)
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        AnyValueVisitor.visit_map(map).map(|_| NumberOrString::NoMatch)
     }
 }
 

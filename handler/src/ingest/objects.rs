@@ -3,6 +3,7 @@
 //! storage. Records are built one line at a time and handed to the encoder.
 
 use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -75,35 +76,35 @@ fn encode_in_lanes(
     size_hint: usize,
     lanes: usize,
 ) -> Result<Vec<BuiltObject>, IngestError> {
-    let mut lanes = balanced_lanes(groups, lanes).into_iter();
-    let encode_lane = |lane: Vec<(usize, DataGroup)>| -> Result<Vec<(usize, BuiltObject)>, IngestError> {
+    let queue = Mutex::new(balanced_lanes(groups, lanes));
+    // Every thread, this one included, takes lanes until none is left: a helper that
+    // cannot start leaves its lane to the others, with no special case.
+    let encode_lanes = || -> Result<Vec<(usize, BuiltObject)>, IngestError> {
         let mut line = Vec::with_capacity(4096);
-        lane.into_iter()
-            .map(|(i, group)| Ok((i, data_object(settings, ctx, decoded, group, size_hint, &mut line)?)))
-            .collect()
+        let mut built = Vec::new();
+        while let Some(lane) = queue.lock().unwrap_or_else(PoisonError::into_inner).pop() {
+            for (i, group) in lane {
+                built.push((i, data_object(settings, ctx, decoded, group, size_hint, &mut line)?));
+            }
+        }
+        Ok(built)
     };
-    let own_lane = lanes.next().unwrap_or_default();
     let mut built = std::thread::scope(|scope| {
-        let helpers: Vec<_> = lanes
-            .map(|lane| {
-                // A thread that cannot start leaves its lane to this one.
+        let helpers: Vec<_> = (1..lanes)
+            .filter_map(|_| {
                 std::thread::Builder::new()
                     .name("hub2lake-encode".into())
-                    .spawn_scoped(scope, {
-                        let lane = lane.clone();
-                        move || encode_lane(lane)
-                    })
-                    .map_err(|_| lane)
+                    .spawn_scoped(scope, encode_lanes)
+                    .ok()
             })
             .collect();
-        let mut built = encode_lane(own_lane)?;
+        let mut built = encode_lanes()?;
         for helper in helpers {
-            built.extend(match helper {
-                Ok(handle) => handle
+            built.extend(
+                helper
                     .join()
                     .map_err(|_| IngestError::Internal("an encoding thread panicked".into()))??,
-                Err(lane) => encode_lane(lane)?,
-            });
+            );
         }
         Ok::<_, IngestError>(built)
     })?;
